@@ -1,0 +1,2 @@
+//! Shared set-up for ptemu's criterion benchmarks.
+#![forbid(unsafe_code)]

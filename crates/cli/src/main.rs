@@ -1,0 +1,4 @@
+//! `ptemu`: the command-line front end.
+#![forbid(unsafe_code)]
+
+fn main() {}

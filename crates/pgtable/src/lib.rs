@@ -1,0 +1,65 @@
+//! x86-64 4-level paging in hardware format, over any physical memory.
+//!
+//! This crate is what a CPU emulator embeds: address types, every entry bit
+//! of every level, Linux's encodings of non-present entries (swap entries,
+//! PROT_NONE), the hardware walk with its permission checks, #PF error codes
+//! and Accessed/Dirty updates, and a range mapper driven by one generic walker.
+//!
+//! It deliberately knows nothing of processes, VMAs or Linux's policies: it
+//! reads and writes 64-bit words through [`PhysMem`] and gets table frames
+//! from a [`FrameSource`].
+#![forbid(unsafe_code)]
+
+pub mod addr;
+pub mod error;
+pub mod mem;
+
+pub use addr::{ENTRIES_PER_TABLE, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
+pub use error::{AddrError, MemError};
+pub use mem::{BumpFrames, FrameSource, PhysMem, zero_frame};
+
+/// A level of the 4-level hierarchy, named by the table it indexes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum Level {
+    /// Level 1: the page table; its entries map 4 KiB pages.
+    Pt = 1,
+    /// Level 2: the page directory; a PS entry maps a 2 MiB page.
+    Pd = 2,
+    /// Level 3: the page-directory-pointer table; a PS entry maps 1 GiB.
+    Pdpt = 3,
+    /// Level 4: the PML4, the root CR3 points at.
+    Pml4 = 4,
+}
+
+impl Level {
+    /// Shift of the virtual-address bits that index this level's table.
+    pub const fn shift(self) -> u32 {
+        12 + 9 * (self as u32 - 1)
+    }
+
+    /// Bytes mapped by one entry at this level.
+    pub const fn entry_span(self) -> u64 {
+        1u64 << self.shift()
+    }
+
+    /// The level below, or `None` at the page table.
+    pub const fn next_lower(self) -> Option<Level> {
+        match self {
+            Level::Pml4 => Some(Level::Pdpt),
+            Level::Pdpt => Some(Level::Pd),
+            Level::Pd => Some(Level::Pt),
+            Level::Pt => None,
+        }
+    }
+
+    /// The level for a number 1..=4.
+    pub const fn from_number(n: u8) -> Option<Level> {
+        match n {
+            1 => Some(Level::Pt),
+            2 => Some(Level::Pd),
+            3 => Some(Level::Pdpt),
+            4 => Some(Level::Pml4),
+            _ => None,
+        }
+    }
+}
