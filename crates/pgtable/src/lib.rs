@@ -11,11 +11,17 @@
 #![forbid(unsafe_code)]
 
 pub mod addr;
+pub mod entry;
+pub mod entry_kind;
 pub mod error;
 pub mod mem;
 
 pub use addr::{ENTRIES_PER_TABLE, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
-pub use error::{AddrError, MemError};
+pub use entry::{EntryFlags, USER_TABLE_FLAGS};
+pub use entry_kind::{
+    EntryFormat, EntryKind, PresentEntry, ProtNoneEntry, SwapPte, decode, encode, encode_swap,
+};
+pub use error::{AddrError, EntryError, MemError};
 pub use mem::{BumpFrames, FrameSource, PhysMem, zero_frame};
 
 /// A level of the 4-level hierarchy, named by the table it indexes.
