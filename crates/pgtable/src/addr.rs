@@ -157,6 +157,12 @@ impl PhysAddr {
         Ok(Self(raw))
     }
 
+    /// The address `raw` with bits 63..52 cleared: for values taken from
+    /// entry fields that are at most 52 bits wide by construction.
+    pub const fn new_truncate(raw: u64) -> Self {
+        Self(raw & ((1 << MAX_PHYS_ADDR_BITS) - 1))
+    }
+
     /// The raw value.
     pub const fn as_u64(self) -> u64 {
         self.0

@@ -1,6 +1,6 @@
 //! Errors of the pgtable crate: each names the value that was wrong.
 
-use crate::addr::PhysAddr;
+use crate::addr::{PhysAddr, VirtAddr};
 
 /// A value that is not a valid address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +38,9 @@ pub enum MemError {
     /// The frame source has no frame left.
     #[error("no free frame for a page table")]
     NoFrames,
+    /// A write through a read-only view (a side-effect-free walk).
+    #[error("write to {0} through a read-only view of memory")]
+    ReadOnly(PhysAddr),
 }
 
 /// A raw entry or entry kind that cannot be decoded or encoded.
@@ -114,4 +117,127 @@ pub enum EntryError {
     /// A level number outside 1..=4.
     #[error("level {0} is outside 1..=4")]
     BadLevel(u8),
+}
+
+/// Why a hardware walk produced no translation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Fault {
+    /// The CPU would raise #PF.
+    #[error("{0}")]
+    PageFault(crate::walk::PageFault),
+    /// An entry lies outside physical memory.
+    #[error(transparent)]
+    Mem(#[from] MemError),
+    /// The CPU state's MAXPHYADDR is outside 1..=52.
+    #[error("MAXPHYADDR {0} is outside 1..=52")]
+    BadMaxPhyAddr(u8),
+    /// Entries kept changing under the walk's compare-exchange.
+    #[error("page-table entries for {0} kept changing during the walk")]
+    Contended(crate::addr::VirtAddr),
+}
+
+impl Fault {
+    /// The page fault, if this is one.
+    pub const fn page_fault(&self) -> Option<crate::walk::PageFault> {
+        match self {
+            Fault::PageFault(pf) => Some(*pf),
+            _ => None,
+        }
+    }
+}
+
+/// A range operation of the mapper that cannot be done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MapError {
+    /// A range that is empty, not page aligned, or crosses the canonical hole.
+    #[error(
+        "range of {len:#x} bytes at {start:#x} is empty, unaligned or not within one canonical half"
+    )]
+    BadRange {
+        /// Start address.
+        start: u64,
+        /// Length.
+        len: u64,
+    },
+    /// An address or frame not aligned to the page size.
+    #[error("address {addr:#x} is not aligned to the page size {size:#x}")]
+    Misaligned {
+        /// The address (virtual, or the frame's physical address).
+        addr: u64,
+        /// The page size.
+        size: u64,
+    },
+    /// Frames beyond 2^40 - 1.
+    #[error("{count} pages from frame {pfn:#x} go beyond the largest frame number")]
+    PfnRange {
+        /// First frame.
+        pfn: u64,
+        /// Number of pages.
+        count: u64,
+    },
+    /// Leaf flags the operation cannot take (address bits, PS, no PRESENT...).
+    #[error("flags {0:#x} are not valid for this operation")]
+    BadFlags(u64),
+    /// Something is already mapped (or a non-present entry is there).
+    #[error("{va} is already mapped at level {level} (entry {raw:#018x})")]
+    AlreadyMapped {
+        /// Address.
+        va: VirtAddr,
+        /// Level of the entry found.
+        level: u8,
+        /// The entry.
+        raw: u64,
+    },
+    /// A huge page covers part of the range where tables are needed.
+    #[error("a huge page at level {level} covers {va} (entry {raw:#018x})")]
+    HugeConflict {
+        /// Address.
+        va: VirtAddr,
+        /// Level of the huge entry.
+        level: u8,
+        /// The entry.
+        raw: u64,
+    },
+    /// A page table exists where a huge page was to be mapped.
+    #[error("a page table is in the way of a level-{level} mapping at {va}")]
+    TableInTheWay {
+        /// Address.
+        va: VirtAddr,
+        /// Level of the entry.
+        level: u8,
+    },
+    /// The range covers only part of a huge entry (splitting is not done).
+    #[error("the range covers only part of the level-{level} entry {raw:#018x} at {va}")]
+    PartialHuge {
+        /// Address.
+        va: VirtAddr,
+        /// Level of the entry.
+        level: u8,
+        /// The entry.
+        raw: u64,
+    },
+    /// A visitor asked to overwrite a table pointer.
+    #[error("refusing to overwrite the table pointer at level {level} for {va}")]
+    TableOverwrite {
+        /// Address.
+        va: VirtAddr,
+        /// Level of the entry.
+        level: u8,
+    },
+    /// A visitor asked to descend below level 1 or through a leaf.
+    #[error("cannot descend through the level-{level} entry {raw:#018x} at {va}")]
+    CannotDescend {
+        /// Address.
+        va: VirtAddr,
+        /// Level of the entry.
+        level: u8,
+        /// The entry.
+        raw: u64,
+    },
+    /// A memory or frame-source failure.
+    #[error(transparent)]
+    Mem(#[from] MemError),
+    /// A bad entry value.
+    #[error(transparent)]
+    Entry(#[from] EntryError),
 }

@@ -14,15 +14,28 @@ pub mod addr;
 pub mod entry;
 pub mod entry_kind;
 pub mod error;
+pub mod lookup;
+pub mod mapper;
 pub mod mem;
+pub mod range_walk;
+pub mod walk;
 
 pub use addr::{ENTRIES_PER_TABLE, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 pub use entry::{EntryFlags, USER_TABLE_FLAGS};
 pub use entry_kind::{
     EntryFormat, EntryKind, PresentEntry, ProtNoneEntry, SwapPte, decode, encode, encode_swap,
 };
-pub use error::{AddrError, EntryError, MemError};
+pub use error::{AddrError, EntryError, Fault, MapError, MemError};
+pub use lookup::{Leaf, entry_at, lookup};
+pub use mapper::{
+    EntryVisit, for_each_entry, for_each_leaf, free_empty_tables, map, map_range, new_root,
+    protect, pte_alloc, unmap,
+};
 pub use mem::{BumpFrames, FrameSource, PhysMem, zero_frame};
+pub use range_walk::{Action, Slot, SlotClass, VaRange, Visitor, walk_range};
+pub use walk::{
+    Access, CpuState, PageFault, PageSize, Permissions, PfErrorCode, Translation, translate,
+};
 
 /// A level of the 4-level hierarchy, named by the table it indexes.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
