@@ -1,0 +1,146 @@
+//! The page-side operations: which anon_vma a page's mapping names, and
+//! its mapcount (page_add_new_anon_rmap, page_add_anon_rmap,
+//! page_remove_rmap, page_move_anon_rmap).
+//!
+//! These change a [`PageDesc`] the caller owns; rmap never sees page tables.
+//! The era decides the anon_vma a first mapping picks (the heart of the
+//! seed bug): see [`crate::FirstMapAnonVma`].
+
+use phys::{PageDesc, PageFlags};
+
+use crate::anon_vma::{AnonVma, VmaId};
+use crate::era::FirstMapAnonVma;
+use crate::error::RmapError;
+use crate::handle::AnonVmaHandle;
+use crate::rmap::Rmap;
+
+impl Rmap {
+    /// The anon_vma __page_set_anon_rmap would pick for a page mapped at
+    /// `vma`, `exclusive` meaning the page belongs to that VMA alone.
+    pub fn anon_vma_for_new_mapping(
+        &self,
+        vma: VmaId,
+        exclusive: bool,
+    ) -> Result<AnonVmaHandle, RmapError> {
+        let rec = self.vma(vma)?;
+        let own = rec.anon_vma.ok_or(RmapError::NoAnonVma(vma))?;
+        let last_link = || {
+            rec.chain
+                .back()
+                .and_then(|a| self.avc(*a))
+                .map(|c| c.anon_vma)
+                .ok_or(RmapError::NoAnonVma(vma))
+        };
+        match self.semantics().first_map {
+            FirstMapAnonVma::VmaOwn => Ok(own),
+            FirstMapAnonVma::LastLink => last_link(),
+            FirstMapAnonVma::NewOwnElseLastLink if exclusive => Ok(own),
+            FirstMapAnonVma::NewOwnElseLastLink => last_link(),
+            FirstMapAnonVma::NewOwnElseRoot if exclusive => Ok(own),
+            FirstMapAnonVma::NewOwnElseRoot => Ok(self.lookup(own, "__page_set_anon_rmap")?.root),
+        }
+    }
+
+    /// __page_set_anon_rmap: mapping and index of a page mapped at `address`.
+    fn set_anon_rmap(
+        &self,
+        page: &mut PageDesc,
+        vma: VmaId,
+        address: u64,
+        exclusive: bool,
+    ) -> Result<(), RmapError> {
+        let index = self.page_index(vma, address)?;
+        let h = self.anon_vma_for_new_mapping(vma, exclusive)?;
+        page.mapping = h.to_mapping();
+        page.index = index;
+        Ok(())
+    }
+
+    fn page_index(&self, vma: VmaId, address: u64) -> Result<u64, RmapError> {
+        self.vma(vma)?
+            .range
+            .linear_page_index(address)
+            .ok_or(RmapError::AddressOutsideVma { vma, address })
+    }
+
+    /// page_add_new_anon_rmap: a brand-new page (do_anonymous_page, COW
+    /// copy) gets its first mapping. The page is the VMA's alone, so in
+    /// every era except the seed's patch alone it goes to the VMA's own
+    /// anon_vma. Sets mapcount to 1 and PG_swapbacked, and PG_anon_exclusive
+    /// in eras that have it.
+    pub fn page_add_new_anon_rmap(
+        &self,
+        page: &mut PageDesc,
+        vma: VmaId,
+        address: u64,
+    ) -> Result<(), RmapError> {
+        self.set_anon_rmap(page, vma, address, true)?;
+        page.mapcount = 1;
+        page.flags |= PageFlags::SWAPBACKED;
+        if self.semantics().anon_exclusive {
+            page.flags |= PageFlags::ANON_EXCLUSIVE;
+        }
+        Ok(())
+    }
+
+    /// page_add_anon_rmap: map a page that may already be anon (swap-in,
+    /// do_swap_page). On the first mapping (mapcount 0 to 1) the era decides
+    /// whether the mapping is (re)written and to which anon_vma; later
+    /// mappings only count. `exclusive` (the faulting VMA owns the page:
+    /// RMAP_EXCLUSIVE) is honoured only in eras whose page_add_anon_rmap has
+    /// the argument; there it also sets PG_anon_exclusive when the era has
+    /// that flag.
+    pub fn page_add_anon_rmap(
+        &self,
+        page: &mut PageDesc,
+        vma: VmaId,
+        address: u64,
+        exclusive: bool,
+    ) -> Result<(), RmapError> {
+        let sem = self.semantics();
+        let exclusive = exclusive && sem.add_anon_exclusive_arg;
+        let index = self.page_index(vma, address)?;
+        self.vma(vma)?.anon_vma.ok_or(RmapError::NoAnonVma(vma))?;
+        let first = page.mapcount == 0;
+        page.mapcount =
+            page.mapcount.checked_add(1).ok_or(RmapError::Overflow { what: "mapcount" })?;
+        if first && (sem.rewrite_anon_mapping || !page.is_anon()) {
+            let h = self.anon_vma_for_new_mapping(vma, exclusive)?;
+            page.mapping = h.to_mapping();
+            page.index = index;
+        }
+        if exclusive && sem.anon_exclusive {
+            page.flags |= PageFlags::ANON_EXCLUSIVE;
+        }
+        Ok(())
+    }
+
+    /// page_remove_rmap: one mapping fewer. The mapping word is left as it
+    /// is, as in the kernel (it is cleared when the page is freed). Returns
+    /// whether that was the last mapping.
+    pub fn page_remove_rmap(&self, page: &mut PageDesc) -> Result<bool, RmapError> {
+        page.mapcount = page.mapcount.checked_sub(1).ok_or(RmapError::NotMapped)?;
+        Ok(page.mapcount == 0)
+    }
+
+    /// page_move_anon_rmap: the last user reuses a COW page (do_wp_page), so
+    /// the page moves to that VMA's own anon_vma, which rmap walks from
+    /// there will still find. PG_anon_exclusive is the caller's to set, as
+    /// do_wp_page does in eras that have it.
+    pub fn page_move_anon_rmap(&self, page: &mut PageDesc, vma: VmaId) -> Result<(), RmapError> {
+        if !page.is_anon() {
+            return Err(RmapError::NotAnon(page.mapping));
+        }
+        let own = self.vma(vma)?.anon_vma.ok_or(RmapError::NoAnonVma(vma))?;
+        self.lookup(own, "page_move_anon_rmap")?;
+        page.mapping = own.to_mapping();
+        Ok(())
+    }
+
+    /// page_anon_vma: the anon_vma a page's mapping names, or the oops of
+    /// following a stale mapping.
+    pub fn page_anon_vma(&self, page: &PageDesc) -> Result<(AnonVmaHandle, &AnonVma), RmapError> {
+        let h = AnonVmaHandle::from_mapping(page.mapping)?;
+        Ok((h, self.lookup(h, "page_anon_vma")?))
+    }
+}

@@ -1,0 +1,45 @@
+//! rmap_walk_anon: from a page to every place it may be mapped.
+
+use phys::PageDesc;
+
+use crate::anon_vma::{LinkKey, VmaId};
+use crate::error::RmapError;
+use crate::handle::AnonVmaHandle;
+use crate::rmap::Rmap;
+
+/// One place an rmap walk found: a VMA whose page-offset range covers the
+/// page's index, and the address of the page there.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct RmapHit {
+    /// The VMA.
+    pub vma: VmaId,
+    /// vma_address(page, vma).
+    pub address: u64,
+}
+
+impl Rmap {
+    /// rmap_walk (anon): follow page->mapping to its anon_vma and list every
+    /// linked VMA covering page->index, in interval-tree order. The caller
+    /// (try_to_unmap, page_referenced, the invariant checker) then looks at
+    /// each address's PTE. A stale mapping is an [`crate::Oops`]. Like the
+    /// kernel's walk it does not look at the mapcount.
+    pub fn rmap_walk(&self, page: &PageDesc) -> Result<Vec<RmapHit>, RmapError> {
+        let h = AnonVmaHandle::from_mapping(page.mapping)?;
+        let av = self.lookup(h, "rmap_walk")?;
+        let index = page.index;
+        let upper = LinkKey {
+            pgoff_start: index,
+            pgoff_last: u64::MAX,
+            vma: VmaId(u64::MAX),
+            avc: crate::AvcId(u64::MAX),
+        };
+        let mut hits = Vec::new();
+        for key in av.links.range(..=upper).filter(|k| k.pgoff_last >= index) {
+            let range = self.vma(key.vma)?.range;
+            if let Some(address) = range.address_of(index) {
+                hits.push(RmapHit { vma: key.vma, address });
+            }
+        }
+        Ok(hits)
+    }
+}
