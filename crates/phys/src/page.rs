@@ -117,4 +117,9 @@ impl PageDescs {
     pub fn iter(&self) -> impl Iterator<Item = (Pfn, &PageDesc)> {
         self.descs.iter().enumerate().map(|(i, d)| (Pfn(i as u64), d))
     }
+
+    /// Every descriptor with its frame number, for update, lowest frame first.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (Pfn, &mut PageDesc)> {
+        self.descs.iter_mut().enumerate().map(|(i, d)| (Pfn(i as u64), d))
+    }
 }

@@ -1,0 +1,353 @@
+//! One mmap'd region, touched only through atomic operations.
+//!
+//! This is the crate's only `unsafe` code. The region is mapped with
+//! memmap2's [`MmapRaw`], which never hands out references, and every access
+//! here turns a pointer into the mapping into an `&AtomicU64` or `&AtomicU8`
+//! for the duration of one load, store or compare-exchange. No `&[u8]` or
+//! `&mut [u8]` over the mapping ever exists, so the region may be shared
+//! with a concurrent writer outside Rust's view (a KVM vCPU setting Accessed
+//! bits in page tables, another process with the backing file mapped)
+//! without a data race in Rust's sense: both sides do whole-word accesses.
+//!
+//! Single words use acquire/release ordering, so a value published by one
+//! side is seen whole by the other. Bulk copies use relaxed word accesses:
+//! they move bytes, they do not synchronise, and a concurrent writer of the
+//! same bytes gets an unspecified mix of old and new words (as real DMA would).
+
+#![allow(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::PhysError;
+
+/// Granularity of every region size: one 4 KiB frame.
+const GRANULE: u64 = pgtable::PAGE_SIZE;
+
+/// Largest region: 2^52 bytes, the architectural physical address limit.
+const MAX_SIZE: u64 = 1 << pgtable::addr::MAX_PHYS_ADDR_BITS;
+
+/// An mmap'd region of whole 4 KiB frames, anonymous or backed by a file.
+///
+/// Every method takes `&self`: accesses are atomic, so the region can be
+/// shared between threads (it is `Send + Sync`) and with a KVM guest.
+#[derive(Debug)]
+pub struct MappedRegion {
+    map: MmapRaw,
+    size: u64,
+    /// The backing file, if any (for error messages).
+    path: Option<PathBuf>,
+}
+
+fn check_size(size: u64) -> Result<usize, PhysError> {
+    if size == 0 {
+        return Err(PhysError::BadSize { size, reason: "it is zero" });
+    }
+    if size % GRANULE != 0 {
+        return Err(PhysError::BadSize { size, reason: "it is not a multiple of 4 KiB" });
+    }
+    if size > MAX_SIZE {
+        return Err(PhysError::BadSize { size, reason: "it exceeds 2^52 bytes" });
+    }
+    usize::try_from(size).map_err(|_| PhysError::BadSize {
+        size,
+        reason: "it does not fit the host's address space",
+    })
+}
+
+impl MappedRegion {
+    /// An anonymous, zero-filled region of `size` bytes (a multiple of 4 KiB).
+    ///
+    /// Pages are allocated by the host lazily, so a large region costs
+    /// nothing until it is touched.
+    pub fn anonymous(size: u64) -> Result<Self, PhysError> {
+        let len = check_size(size)?;
+        let map = MmapOptions::new()
+            .len(len)
+            .map_anon()
+            .map_err(|source| PhysError::Mmap { size, source })?;
+        Ok(Self { map: MmapRaw::from(map), size, path: None })
+    }
+
+    /// A region backed by the file at `path`, created (or truncated) and
+    /// sized to `size` bytes of zeros. Writes reach the file through the
+    /// shared mapping, so other tools can inspect it (after [`Self::flush`]
+    /// for tools that read it with `read(2)` on another machine).
+    pub fn create_file(path: &Path, size: u64) -> Result<Self, PhysError> {
+        check_size(size)?;
+        let io = |source| PhysError::Io { path: path.to_path_buf(), source };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(io)?;
+        file.set_len(size).map_err(io)?;
+        Self::map_file(&file, path, size)
+    }
+
+    /// A region over an existing file at `path`, keeping its contents; its
+    /// size must be a non-zero multiple of 4 KiB.
+    pub fn open_file(path: &Path) -> Result<Self, PhysError> {
+        let io = |source| PhysError::Io { path: path.to_path_buf(), source };
+        let file = OpenOptions::new().read(true).write(true).open(path).map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        check_size(size)?;
+        Self::map_file(&file, path, size)
+    }
+
+    fn map_file(file: &File, path: &Path, size: u64) -> Result<Self, PhysError> {
+        let len = check_size(size)?;
+        // MAP_SHARED: our writes are the file's contents. If another process
+        // truncates the file under us, accesses fault with SIGBUS; memmap2
+        // documents that as outside Rust's memory-safety guarantees, not UB.
+        let map = MmapOptions::new()
+            .len(len)
+            .map_raw(file)
+            .map_err(|source| PhysError::Io { path: path.to_path_buf(), source })?;
+        Ok(Self { map, size, path: Some(path.to_path_buf()) })
+    }
+
+    /// The backing file, or `None` for an anonymous region.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Size of the region in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The host address of the region's first byte.
+    ///
+    /// For handing the region to something outside Rust, such as
+    /// `KVM_SET_USER_MEMORY_REGION`. The pointer stays valid as long as
+    /// `self` lives. Whoever dereferences it must access the memory only with
+    /// naturally aligned atomic (or hardware) accesses while this region is
+    /// in use, as this module does; it must never create Rust references over
+    /// the memory.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    /// Writes dirty pages of a file-backed region to the file (msync).
+    /// Does nothing useful, but no harm, for an anonymous region.
+    pub fn flush(&self) -> Result<(), PhysError> {
+        self.map.flush().map_err(|source| PhysError::Io {
+            path: self.path.clone().unwrap_or_else(|| "<anonymous mapping>".into()),
+            source,
+        })
+    }
+
+    /// Checks that `offset..offset+len` lies inside the region.
+    pub fn check_range(&self, offset: u64, len: u64) -> Result<(), PhysError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.size => Ok(()),
+            _ => Err(PhysError::OutOfRange { offset, len, size: self.size }),
+        }
+    }
+
+    fn check_word(&self, offset: u64) -> Result<(), PhysError> {
+        if offset % 8 != 0 {
+            return Err(PhysError::Unaligned(offset));
+        }
+        self.check_range(offset, 8)
+    }
+
+    /// The atomic word at `offset`. Callers have checked alignment and range.
+    fn word(&self, offset: u64) -> &AtomicU64 {
+        debug_assert!(offset % 8 == 0 && offset + 8 <= self.size);
+        // The mapping is page aligned and `offset` is a multiple of 8 inside
+        // it (checked by every caller), so the pointer is aligned and in
+        // bounds; `offset < size <= isize::MAX` because `size` fit in usize
+        // and mmap never returns more than isize::MAX bytes.
+        let ptr = self.map.as_mut_ptr().wrapping_add(offset as usize).cast::<u64>();
+        // SAFETY: `ptr` is 8-byte aligned and points to 8 bytes inside the
+        // live mapping, which outlives the returned reference (it borrows
+        // `self`, which owns the mapping). The memory is only ever accessed
+        // through atomics (this module creates no other references and
+        // `as_ptr` obliges outside users to the same), so no non-atomic
+        // access races with this one.
+        unsafe { AtomicU64::from_ptr(ptr) }
+    }
+
+    /// The atomic byte at `offset`. Callers have checked the range.
+    fn byte(&self, offset: u64) -> &AtomicU8 {
+        debug_assert!(offset < self.size);
+        let ptr = self.map.as_mut_ptr().wrapping_add(offset as usize);
+        // SAFETY: `ptr` points to one byte inside the live mapping, which
+        // outlives the returned reference; AtomicU8 has alignment 1; the
+        // memory is only accessed through atomics (see `word`).
+        unsafe { AtomicU8::from_ptr(ptr) }
+    }
+
+    /// Loads the little-endian word at `offset` (acquire).
+    pub fn load_u64(&self, offset: u64) -> Result<u64, PhysError> {
+        self.check_word(offset)?;
+        Ok(u64::from_le(self.word(offset).load(Ordering::Acquire)))
+    }
+
+    /// Stores the little-endian word `value` at `offset` (release).
+    pub fn store_u64(&self, offset: u64, value: u64) -> Result<(), PhysError> {
+        self.check_word(offset)?;
+        self.word(offset).store(value.to_le(), Ordering::Release);
+        Ok(())
+    }
+
+    /// Stores `new` at `offset` if the word there is `current`, atomically.
+    /// `Ok(Ok(current))` when it stored, `Ok(Err(actual))` when it did not.
+    pub fn compare_exchange_u64(
+        &self,
+        offset: u64,
+        current: u64,
+        new: u64,
+    ) -> Result<Result<u64, u64>, PhysError> {
+        self.check_word(offset)?;
+        Ok(self
+            .word(offset)
+            .compare_exchange(current.to_le(), new.to_le(), Ordering::AcqRel, Ordering::Acquire)
+            .map(u64::from_le)
+            .map_err(u64::from_le))
+    }
+
+    /// Copies `buf.len()` bytes starting at `offset` out of the region.
+    pub fn read_bytes(&self, offset: u64, buf: &mut [u8]) -> Result<(), PhysError> {
+        self.check_range(offset, buf.len() as u64)?;
+        let mut i = 0usize;
+        while i < buf.len() {
+            let at = offset + i as u64;
+            if at % 8 == 0 && buf.len() - i >= 8 {
+                let w = self.word(at).load(Ordering::Relaxed);
+                buf[i..i + 8].copy_from_slice(&w.to_ne_bytes());
+                i += 8;
+            } else {
+                buf[i] = self.byte(at).load(Ordering::Relaxed);
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies `buf` into the region starting at `offset`.
+    pub fn write_bytes(&self, offset: u64, buf: &[u8]) -> Result<(), PhysError> {
+        self.check_range(offset, buf.len() as u64)?;
+        let mut i = 0usize;
+        while i < buf.len() {
+            let at = offset + i as u64;
+            if at % 8 == 0 && buf.len() - i >= 8 {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&buf[i..i + 8]);
+                self.word(at).store(u64::from_ne_bytes(w), Ordering::Relaxed);
+                i += 8;
+            } else {
+                self.byte(at).store(buf[i], Ordering::Relaxed);
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets `len` bytes starting at `offset` to zero.
+    pub fn fill_zero(&self, offset: u64, len: u64) -> Result<(), PhysError> {
+        self.check_range(offset, len)?;
+        let end = offset + len;
+        let mut at = offset;
+        while at < end {
+            if at % 8 == 0 && end - at >= 8 {
+                self.word(at).store(0, Ordering::Relaxed);
+                at += 8;
+            } else {
+                self.byte(at).store(0, Ordering::Relaxed);
+                at += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies `len` bytes from `src` at `src_offset` to `self` at
+    /// `dst_offset`. `src` may be `self`; overlapping ranges are copied as
+    /// `memmove` would.
+    pub fn copy_from(
+        &self,
+        dst_offset: u64,
+        src: &MappedRegion,
+        src_offset: u64,
+        len: u64,
+    ) -> Result<(), PhysError> {
+        self.check_range(dst_offset, len)?;
+        src.check_range(src_offset, len)?;
+        let same = std::ptr::eq(self, src);
+        let backward = same && dst_offset > src_offset && dst_offset < src_offset + len;
+        let step = if (dst_offset | src_offset | len) % 8 == 0 { 8 } else { 1 };
+        let count = len / step;
+        for k in 0..count {
+            let k = if backward { count - 1 - k } else { k };
+            let (d, s) = (dst_offset + k * step, src_offset + k * step);
+            if step == 8 {
+                self.word(d).store(src.word(s).load(Ordering::Relaxed), Ordering::Relaxed);
+            } else {
+                self.byte(d).store(src.byte(s).load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_checked() {
+        assert!(matches!(MappedRegion::anonymous(0), Err(PhysError::BadSize { size: 0, .. })));
+        assert!(matches!(
+            MappedRegion::anonymous(4097),
+            Err(PhysError::BadSize { size: 4097, .. })
+        ));
+        assert!(matches!(
+            MappedRegion::anonymous(1 << 53),
+            Err(PhysError::BadSize { size: 0x20_0000_0000_0000, .. })
+        ));
+        assert_eq!(MappedRegion::anonymous(8192).map(|r| r.size()).ok(), Some(8192));
+    }
+
+    #[test]
+    fn unaligned_bytes_round_trip() {
+        let r = MappedRegion::anonymous(8192).unwrap();
+        let data: Vec<u8> = (0..37u8).map(|b| b.wrapping_mul(7).wrapping_add(3)).collect();
+        r.write_bytes(4093, &data).unwrap();
+        let mut back = vec![0u8; 37];
+        r.read_bytes(4093, &mut back).unwrap();
+        assert_eq!(back, data);
+        // The neighbours were not touched.
+        let mut edge = [0xffu8; 2];
+        r.read_bytes(4092, &mut edge[..1]).unwrap();
+        r.read_bytes(4130, &mut edge[1..]).unwrap();
+        assert_eq!(edge, [0, 0]);
+        assert!(matches!(
+            r.read_bytes(8190, &mut [0u8; 3]),
+            Err(PhysError::OutOfRange { offset: 8190, len: 3, size: 8192 })
+        ));
+    }
+
+    #[test]
+    fn overlapping_copy_is_memmove() {
+        let r = MappedRegion::anonymous(4096).unwrap();
+        let data: Vec<u8> = (0..64u8).collect();
+        r.write_bytes(0, &data).unwrap();
+        r.copy_from(8, &r, 0, 64).unwrap();
+        let mut back = vec![0u8; 72];
+        r.read_bytes(0, &mut back).unwrap();
+        assert_eq!(&back[8..72], &data[..]);
+        r.copy_from(0, &r, 3, 61).unwrap();
+        r.read_bytes(0, &mut back[..61]).unwrap();
+        let mut expect = [0u8; 61];
+        expect[..5].copy_from_slice(&[3, 4, 5, 6, 7]);
+        expect[5..].copy_from_slice(&data[..56]);
+        assert_eq!(&back[..61], &expect[..]);
+    }
+}
