@@ -31,7 +31,7 @@ pub use mapper::{
     EntryVisit, for_each_entry, for_each_leaf, free_empty_tables, map, map_range, new_root,
     protect, pte_alloc, unmap,
 };
-pub use mem::{BumpFrames, FrameSource, PhysMem, zero_frame};
+pub use mem::{BumpFrames, Frame, FrameMem, FrameSource, PhysMem, zero_frame};
 pub use range_walk::{Action, Slot, SlotClass, VaRange, Visitor, walk_range};
 pub use walk::{
     Access, CpuState, PageFault, PageSize, Permissions, PfErrorCode, Translation, translate,

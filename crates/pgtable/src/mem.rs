@@ -51,6 +51,7 @@ fn slice_word(len: usize, pa: PhysAddr) -> Result<usize, MemError> {
 }
 
 impl PhysMem for [u8] {
+    #[inline]
     fn read_u64(&self, pa: PhysAddr) -> Result<u64, MemError> {
         let i = slice_word(self.len(), pa)?;
         let mut w = [0u8; 8];
@@ -84,6 +85,7 @@ impl PhysMem for [u8] {
 }
 
 impl PhysMem for Vec<u8> {
+    #[inline]
     fn read_u64(&self, pa: PhysAddr) -> Result<u64, MemError> {
         self.as_slice().read_u64(pa)
     }
@@ -120,6 +122,104 @@ impl<M: PhysMem + ?Sized> PhysMem for &mut M {
     }
     fn size(&self) -> u64 {
         (**self).size()
+    }
+}
+
+/// One 4 KiB frame as 512 little-endian-in-memory words, aligned to 4 KiB
+/// so that a frame can also be viewed as a hardware page table by code that
+/// needs a real pointer (a KVM guest, another paging library).
+#[derive(Clone, PartialEq, Eq)]
+#[repr(C, align(4096))]
+pub struct Frame(pub [u64; 512]);
+
+impl Default for Frame {
+    fn default() -> Self {
+        Self([0; 512])
+    }
+}
+
+/// Physical memory as a vector of 4 KiB-aligned frames, starting at
+/// physical address 0.
+///
+/// Word access is an index into one frame, so a walk costs one bounds check
+/// per level; the alignment makes each frame usable as a `#[repr(align(4096))]`
+/// page-table structure.
+#[derive(Clone, Default)]
+pub struct FrameMem {
+    frames: Vec<Frame>,
+}
+
+impl FrameMem {
+    /// `count` zeroed frames (physical addresses `0..count * 4096`).
+    pub fn new(count: usize) -> Self {
+        Self { frames: vec![Frame::default(); count] }
+    }
+
+    /// The frames, frame `n` at physical address `n * 4096`.
+    pub fn frames(&self) -> &[Frame] {
+        &self.frames
+    }
+
+    /// The frames, mutably.
+    pub fn frames_mut(&mut self) -> &mut [Frame] {
+        &mut self.frames
+    }
+
+    #[inline]
+    fn word(&self, pa: PhysAddr) -> Result<(usize, usize), MemError> {
+        let a = pa.as_u64();
+        if a & 7 != 0 {
+            return Err(MemError::Unaligned(pa));
+        }
+        let f = (a >> 12) as usize;
+        if f >= self.frames.len() {
+            return Err(MemError::OutOfRange { addr: pa, size: self.size() });
+        }
+        Ok((f, ((a >> 3) & 511) as usize))
+    }
+}
+
+impl core::fmt::Debug for FrameMem {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "FrameMem({} frames)", self.frames.len())
+    }
+}
+
+impl PhysMem for FrameMem {
+    #[inline]
+    fn read_u64(&self, pa: PhysAddr) -> Result<u64, MemError> {
+        let a = pa.as_u64();
+        // One combined test on the fast path: aligned and inside memory.
+        match self.frames.get((a >> 12) as usize) {
+            Some(fr) if a & 7 == 0 => Ok(fr.0[((a >> 3) & 511) as usize]),
+            _ => self.word(pa).map(|_| 0),
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, pa: PhysAddr, value: u64) -> Result<(), MemError> {
+        let (f, w) = self.word(pa)?;
+        self.frames[f].0[w] = value;
+        Ok(())
+    }
+
+    fn compare_exchange_u64(
+        &mut self,
+        pa: PhysAddr,
+        current: u64,
+        new: u64,
+    ) -> Result<Result<u64, u64>, MemError> {
+        let (f, w) = self.word(pa)?;
+        let slot = &mut self.frames[f].0[w];
+        if *slot != current {
+            return Ok(Err(*slot));
+        }
+        *slot = new;
+        Ok(Ok(current))
+    }
+
+    fn size(&self) -> u64 {
+        self.frames.len() as u64 * PAGE_SIZE
     }
 }
 
