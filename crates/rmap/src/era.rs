@@ -216,3 +216,44 @@ impl From<Era> for RmapSemantics {
         era.semantics()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for era in Era::ALL {
+            assert_eq!(era.to_string().parse::<Era>(), Ok(era));
+        }
+        assert_eq!(Era::known_names(), "2.6.33, 2.6.34-rc3, seed, 2.6.34, 2.6.36, 6.18");
+    }
+
+    #[test]
+    fn unknown_name_lists_the_known_ones() {
+        let err = "2.6.35".parse::<Era>().expect_err("not an era");
+        assert_eq!(
+            err.to_string(),
+            "unknown era '2.6.35' (known: 2.6.33, 2.6.34-rc3, seed, 2.6.34, 2.6.36, 6.18)"
+        );
+        assert!("".parse::<Era>().is_err());
+        assert!("6.18 ".parse::<Era>().is_err());
+    }
+
+    #[test]
+    fn every_era_is_a_distinct_switch_set() {
+        for (i, a) in Era::ALL.iter().enumerate() {
+            for b in &Era::ALL[i + 1..] {
+                assert_ne!(a.semantics(), b.semantics(), "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_seed_era_differs_from_rc3_only_in_the_first_map_choice() {
+        let rc3 = Era::V2_6_34Rc3.semantics();
+        let seed = Era::Seed.semantics();
+        assert_eq!(RmapSemantics { first_map: rc3.first_map, ..seed }, rc3);
+        assert_eq!(seed.first_map, FirstMapAnonVma::LastLink);
+    }
+}
