@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod anon_vma;
+mod dump;
 pub mod era;
 pub mod error;
 pub mod handle;
