@@ -317,6 +317,9 @@ pub enum NumField {
     SwapType,
     /// `offset=`: the swap entry's offset.
     SwapOffset,
+    /// `swapcount=`: the swap slot's count of references from entries (an
+    /// addition to the contract; the swap cache's hold is not counted).
+    SwapCount,
 }
 
 impl NumField {
@@ -326,6 +329,7 @@ impl NumField {
             NumField::MapCount => "mapcount",
             NumField::SwapType => "type",
             NumField::SwapOffset => "offset",
+            NumField::SwapCount => "swapcount",
         }
     }
 }
@@ -347,12 +351,12 @@ pub enum Condition {
         /// The value claimed.
         value: u64,
     },
-    /// `pte=VALUE` or `pte=VALUE|pfn`.
+    /// `pte=VALUE`, `pte=VALUE|pfn` or `pte=VALUE^pfn`.
     Pte {
-        /// The raw 64-bit value (without the frame number when `or_pfn`).
+        /// The raw 64-bit value, before the frame number is mixed in.
         value: u64,
-        /// OR in `pfn << 12` of whatever the entry maps.
-        or_pfn: bool,
+        /// How the frame number of whatever the entry maps joins `value`.
+        pfn: PfnMix,
     },
     /// `same-page Q ADDR2`: both entries map the same frame.
     SamePage {
@@ -361,6 +365,18 @@ pub enum Condition {
         /// The other address.
         addr: Spanned<u64>,
     },
+}
+
+/// How `pte=` combines the frame number the entry maps with the value written.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
+pub enum PfnMix {
+    /// `pte=VALUE`: the value as written.
+    None,
+    /// `pte=VALUE|pfn`: OR in `pfn << 12` (present entries).
+    Or,
+    /// `pte=VALUE^pfn`: XOR in `pfn << 12`, for entries that store their
+    /// frame number inverted (L1TF-era PROT_NONE); an addition to the contract.
+    Xor,
 }
 
 /// How `anon-vmas` compares the live count.

@@ -1,7 +1,7 @@
 //! Splitting one line of scenario text into tokens.
 //!
 //! Words are maximal runs of characters that are neither white space nor one
-//! of the punctuation characters `[ ] = | < >`; each punctuation character is
+//! of the punctuation characters `[ ] = | ^ < >`; each punctuation character is
 //! a token of its own, so `type=0`, `type = 0` and `[seed]` all lex the same
 //! way. `#` starts a comment wherever it appears. Columns count characters,
 //! from 1, so a message points where an editor's cursor would.
@@ -21,6 +21,8 @@ pub enum TokenKind {
     Equals,
     /// `|`
     Pipe,
+    /// `^`
+    Caret,
     /// `<`
     Less,
     /// `>`
@@ -44,6 +46,7 @@ fn punct(c: char) -> Option<TokenKind> {
         ']' => Some(TokenKind::RBracket),
         '=' => Some(TokenKind::Equals),
         '|' => Some(TokenKind::Pipe),
+        '^' => Some(TokenKind::Caret),
         '<' => Some(TokenKind::Less),
         '>' => Some(TokenKind::Greater),
         _ => None,

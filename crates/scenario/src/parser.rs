@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::ast::{
     Advice, Condition, CountCmp, EraName, Expect, Expectation, FlagField, InvariantName, NumField,
-    OopsKind, Op, Pos, ProcName, Prot, PteState, Scenario, Setup, Spanned, Step, StepKind,
+    OopsKind, Op, PfnMix, Pos, ProcName, Prot, PteState, Scenario, Setup, Spanned, Step, StepKind,
 };
 use crate::era::is_known_era;
 use crate::error::Error;
@@ -757,7 +757,7 @@ fn entry_expectation(cur: &mut Cursor<'_>) -> Result<Expect, Error> {
     let mut conditions: Vec<Spanned<Condition>> = Vec::new();
     const COND: &str = "a state (present, swapped, none) or a condition (writable=, dirty=, \
                         accessed=, mapcount=, exclusive=, swapcache=, anon-exclusive=, type=, \
-                        offset=, pte=, same-page)";
+                        offset=, swapcount=, pte=, same-page)";
     while !cur.at_end() {
         let Some(word) = cur.peek_word() else {
             return Err(cur.expected(COND));
@@ -781,10 +781,11 @@ fn entry_expectation(cur: &mut Cursor<'_>) -> Result<Expect, Error> {
                 cur.punct(TokenKind::Equals, "`=`")?;
                 Condition::Flag { field, value: cur.yes_no()? }
             }
-            "mapcount" | "type" | "offset" => {
+            "mapcount" | "type" | "offset" | "swapcount" => {
                 let field = match word {
                     "mapcount" => NumField::MapCount,
                     "type" => NumField::SwapType,
+                    "swapcount" => NumField::SwapCount,
                     _ => NumField::SwapOffset,
                 };
                 cur.i += 1;
@@ -799,18 +800,20 @@ fn entry_expectation(cur: &mut Cursor<'_>) -> Result<Expect, Error> {
                 cur.i += 1;
                 cur.punct(TokenKind::Equals, "`=`")?;
                 let n = cur.number("a 64-bit entry value")?;
-                let or_pfn = if cur.eat(TokenKind::Pipe) {
-                    match cur.peek_word() {
-                        Some("pfn") => {
-                            cur.i += 1;
-                            true
-                        }
-                        _ => return Err(cur.expected("`pfn` after `|`")),
-                    }
+                let pfn = if cur.eat(TokenKind::Pipe) {
+                    PfnMix::Or
+                } else if cur.eat(TokenKind::Caret) {
+                    PfnMix::Xor
                 } else {
-                    false
+                    PfnMix::None
                 };
-                Condition::Pte { value: n.value, or_pfn }
+                if pfn != PfnMix::None {
+                    match cur.peek_word() {
+                        Some("pfn") => cur.i += 1,
+                        _ => return Err(cur.expected("`pfn` after `|` or `^`")),
+                    }
+                }
+                Condition::Pte { value: n.value, pfn }
             }
             _ => return Err(cur.expected(COND)),
         };
@@ -956,7 +959,7 @@ expect A 0x7f0000000000 none
 expect A 0x7f0000000000 present writable=no mapcount=2 exclusive=no swapcache=no dirty=yes
 expect A 0x7f0000000000 present anon-exclusive=yes accessed=no
 expect A 0x7f0000000000 pte=0x8000000000000067|pfn
-expect A 0x7f0000000000 pte=0x07FFFFFFFFFFFC00
+expect A 0x7f0000000000 pte=0x07FFFFFFFFFFFC00 swapcount=2
 expect A 0x7f0000000000 same-page B 0x7f0000000000
 expect segv
 expect oops anon-vma-use-after-free
@@ -970,9 +973,19 @@ expect no-leaks
 expect [2.6.34-rc3 seed] oops anon-vma-use-after-free
 expect [2.6.34 2.6.36 6.18] clean
 expect [ seed ] A 0x10 none
+expect A 0x10 present pte=0x000FFFFFFFFFF160^pfn
 ";
         let s = parse(text).unwrap();
-        assert_eq!(s.steps.len(), 21);
+        assert_eq!(s.steps.len(), 22);
+        match &s.steps[21].kind {
+            StepKind::Expect(Expectation { what: Expect::Entry { conditions, .. }, .. }) => {
+                assert_eq!(
+                    conditions[0].value,
+                    Condition::Pte { value: 0x000FFFFFFFFFF160, pfn: PfnMix::Xor }
+                )
+            }
+            other => panic!("{other:?}"),
+        }
         let exp = |i: usize| match &s.steps[i].kind {
             StepKind::Expect(e) => e.clone(),
             other => panic!("{other:?}"),
@@ -980,7 +993,7 @@ expect [ seed ] A 0x10 none
         match exp(6).what {
             Expect::Entry { conditions, state: None, .. } => assert_eq!(
                 conditions[0].value,
-                Condition::Pte { value: 0x8000000000000067, or_pfn: true }
+                Condition::Pte { value: 0x8000000000000067, pfn: PfnMix::Or }
             ),
             other => panic!("{other:?}"),
         }
@@ -1056,7 +1069,7 @@ expect [ seed ] A 0x10 none
         assert_eq!(err("expect A 0x1\n").split(" found ").nth(1).unwrap(), "end of line");
         assert_eq!(
             err("expect A 0x1 pte=0x67|pf\n").split(',').next().unwrap(),
-            "t.scn:1:23: expected `pfn` after `|`"
+            "t.scn:1:23: expected `pfn` after `|` or `^`"
         );
         assert_eq!(
             err("spawn A\nA mmap 0x1000 0 rw\n"),
