@@ -1,0 +1,196 @@
+//! The swap cache: swap entry -> page, Linux's mm/swap_state.c.
+//!
+//! A page is in the swap cache while it is, or is about to be, the copy of
+//! a swap slot in memory: between add_to_swap and the end of reclaim, and
+//! after do_swap_page reads a slot in until the slot is freed. While there
+//! its descriptor has PG_swapcache, its `private` word holds the
+//! [`SwpEntry`], the slot has SWAP_HAS_CACHE, and the cache holds one page
+//! reference (`folio_ref_add(folio, nr)` with nr = 1 for our 4 KiB pages).
+//! These four facts change together, here and nowhere else.
+//!
+//! Linux's lookup takes a reference on the page it returns; ours is a plain
+//! query, and a caller that keeps the page takes its own reference.
+
+use pgtable::Pfn;
+use phys::{PageDescs, PageFlags};
+
+use crate::Swap;
+use crate::entry::SwpEntry;
+use crate::error::SwapError;
+
+/// What leaving the swap cache did, for the caller to act on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct CacheRelease {
+    /// The page that left the cache.
+    pub pfn: Pfn,
+    /// The entry it was cached under.
+    pub entry: SwpEntry,
+    /// The slot became free (no swap PTE named it any more).
+    pub slot_freed: bool,
+    /// The cache's reference was the page's last (refcount now 0): the
+    /// caller must free the frame, as `put_page` would.
+    pub last_reference: bool,
+}
+
+impl Swap {
+    /// `add_to_swap_cache`: `pfn` becomes the cached copy of `entry`.
+    ///
+    /// The slot must already carry SWAP_HAS_CACHE (from
+    /// [`Swap::get_swap_page`] or [`Swap::swapcache_prepare`]), the cache
+    /// must hold no page for `entry` and the page must not be in the swap
+    /// cache. Sets PG_swapcache, `private = entry`, and takes a reference.
+    pub fn add_to_swap_cache(
+        &mut self,
+        entry: SwpEntry,
+        pfn: Pfn,
+        pages: &mut PageDescs,
+    ) -> Result<(), SwapError> {
+        if !self.swap_has_cache(entry)? {
+            return Err(SwapError::NoCacheFlag(entry));
+        }
+        if self.cache.contains_key(&entry) {
+            return Err(SwapError::CacheExists(entry));
+        }
+        let desc = pages.get_mut(pfn)?;
+        if desc.flags.contains(PageFlags::SWAPCACHE) {
+            let entry = SwpEntry::from_raw(desc.private)
+                .map_err(|_| SwapError::BadPrivate { pfn, private: desc.private })?;
+            return Err(SwapError::PageInSwapCache { pfn, entry });
+        }
+        desc.refcount = desc.refcount.checked_add(1).ok_or(SwapError::RefcountOverflow(pfn))?;
+        desc.flags.insert(PageFlags::SWAPCACHE);
+        desc.private = entry.raw();
+        self.cache.insert(entry, pfn);
+        Ok(())
+    }
+
+    /// `lookup_swap_cache`: the page cached for `entry`, if any (no
+    /// reference taken).
+    pub fn lookup_swap_cache(&self, entry: SwpEntry) -> Option<Pfn> {
+        self.cache.get(&entry).copied()
+    }
+
+    /// The cache's entries, in entry order.
+    pub fn swap_cache(&self) -> impl Iterator<Item = (SwpEntry, Pfn)> + '_ {
+        self.cache.iter().map(|(&e, &p)| (e, p))
+    }
+
+    /// Number of pages in the swap cache.
+    pub fn swap_cache_len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// The entry a swap-cache page is cached under, checked against the
+    /// cache itself (`page_swap_entry` / `folio->swap`).
+    pub fn page_swap_entry(&self, pfn: Pfn, pages: &PageDescs) -> Result<SwpEntry, SwapError> {
+        let desc = pages.get(pfn)?;
+        if !desc.flags.contains(PageFlags::SWAPCACHE) {
+            return Err(SwapError::PageNotInSwapCache(pfn));
+        }
+        let entry = SwpEntry::from_raw(desc.private)
+            .map_err(|_| SwapError::BadPrivate { pfn, private: desc.private })?;
+        if self.cache.get(&entry) != Some(&pfn) {
+            return Err(SwapError::CacheMismatch { entry, pfn });
+        }
+        Ok(entry)
+    }
+
+    /// `__delete_from_swap_cache`: takes `pfn` out of the cache and clears
+    /// PG_swapcache and `private`, leaving the slot's SWAP_HAS_CACHE and the
+    /// page's reference to the caller (reclaim's `__remove_mapping` frees
+    /// both itself). Returns the entry it was cached under.
+    pub fn __delete_from_swap_cache(
+        &mut self,
+        pfn: Pfn,
+        pages: &mut PageDescs,
+    ) -> Result<SwpEntry, SwapError> {
+        let entry = self.page_swap_entry(pfn, pages)?;
+        let desc = pages.get_mut(pfn)?;
+        desc.flags.remove(PageFlags::SWAPCACHE);
+        desc.private = 0;
+        self.cache.remove(&entry);
+        Ok(entry)
+    }
+
+    /// `delete_from_swap_cache`: takes `pfn` out of the cache, drops the
+    /// slot's SWAP_HAS_CACHE (`put_swap_folio`, freeing the slot if no swap
+    /// PTE names it) and drops the cache's page reference.
+    pub fn delete_from_swap_cache(
+        &mut self,
+        pfn: Pfn,
+        pages: &mut PageDescs,
+    ) -> Result<CacheRelease, SwapError> {
+        // Check everything that can fail before changing anything.
+        let entry = self.page_swap_entry(pfn, pages)?;
+        if pages.get(pfn)?.refcount == 0 {
+            return Err(SwapError::RefcountUnderflow(pfn));
+        }
+        if !self.swap_has_cache(entry)? {
+            return Err(SwapError::DoubleFree { entry, what: "swap cache flag" });
+        }
+        self.__delete_from_swap_cache(pfn, pages)?;
+        let slot_freed = self.put_swap_folio(entry)?;
+        let desc = pages.get_mut(pfn)?;
+        desc.refcount -= 1;
+        Ok(CacheRelease { pfn, entry, slot_freed, last_reference: desc.refcount == 0 })
+    }
+
+    /// vmscan's `add_to_swap`: allocates a slot (SWAP_HAS_CACHE set), adds
+    /// `pfn` to the swap cache under it and marks the page dirty so that it
+    /// is written before it can be freed. On failure nothing changes.
+    pub fn add_to_swap(&mut self, pfn: Pfn, pages: &mut PageDescs) -> Result<SwpEntry, SwapError> {
+        // Fail on a bad frame before a slot is taken.
+        pages.get(pfn)?;
+        let entry = self.get_swap_page()?;
+        if let Err(e) = self.add_to_swap_cache(entry, pfn, pages) {
+            self.put_swap_folio(entry)?;
+            return Err(e);
+        }
+        pages.get_mut(pfn)?.flags.insert(PageFlags::DIRTY);
+        Ok(entry)
+    }
+
+    /// `folio_free_swap` (formerly `try_to_free_swap`): if `pfn` is in the
+    /// swap cache, not under writeback, and no swap PTE names its slot any
+    /// more, deletes it from the swap cache (freeing the slot) and marks it
+    /// dirty, since its only copy is now in memory. `Ok(None)` when it stays.
+    pub fn folio_free_swap(
+        &mut self,
+        pfn: Pfn,
+        pages: &mut PageDescs,
+    ) -> Result<Option<CacheRelease>, SwapError> {
+        let desc = pages.get(pfn)?;
+        if !desc.flags.contains(PageFlags::SWAPCACHE) || desc.flags.contains(PageFlags::WRITEBACK) {
+            return Ok(None);
+        }
+        let entry = self.page_swap_entry(pfn, pages)?;
+        if self.swp_swapcount(entry)? != 0 {
+            return Ok(None);
+        }
+        let release = self.delete_from_swap_cache(pfn, pages)?;
+        pages.get_mut(pfn)?.flags.insert(PageFlags::DIRTY);
+        Ok(Some(release))
+    }
+
+    /// `free_swap_and_cache`: a swap PTE naming `entry` is zapped. Drops its
+    /// count; if only the swap cache still holds the slot, and the cached
+    /// page is unmapped or swap is more than half full, frees the page's
+    /// swap as [`Swap::folio_free_swap`] does (`__try_to_reclaim_swap` with
+    /// TTRS_UNMAPPED | TTRS_FULL; page locks are not modelled, so the
+    /// trylock always succeeds).
+    pub fn free_swap_and_cache(
+        &mut self,
+        entry: SwpEntry,
+        pages: &mut PageDescs,
+    ) -> Result<Option<CacheRelease>, SwapError> {
+        self.swap_free(entry)?;
+        if self.swap_map_value(entry)? != crate::swap_map::SWAP_HAS_CACHE {
+            return Ok(None);
+        }
+        let Some(pfn) = self.lookup_swap_cache(entry) else {
+            return Ok(None);
+        };
+        let unmapped = pages.get(pfn)?.mapcount == 0;
+        if unmapped || self.vm_swap_full() { self.folio_free_swap(pfn, pages) } else { Ok(None) }
+    }
+}

@@ -1,0 +1,155 @@
+//! Slot allocation and counting across devices: the part of Linux's
+//! mm/swapfile.c that reclaim, fork, zap and do_swap_page call.
+//!
+//! Every function takes a [`SwpEntry`] and finds its device by type, as
+//! Linux's do through `swp_swap_info`. Errors name the entry; nothing
+//! changes when one is returned.
+
+use std::collections::btree_map::Entry;
+
+use crate::Swap;
+use crate::device::SwapDevice;
+use crate::entry::SwpEntry;
+use crate::error::SwapError;
+use crate::swap_map::SwapMap;
+
+impl Swap {
+    /// Activates `device` under its type (swapon). Types need not be
+    /// contiguous; allocation prefers the lowest type (see [`Swap::get_swap_page`]).
+    pub fn swapon(&mut self, device: SwapDevice) -> Result<(), SwapError> {
+        match self.devices.entry(device.swap_type()) {
+            Entry::Occupied(_) => Err(SwapError::DeviceExists(device.swap_type())),
+            Entry::Vacant(v) => {
+                v.insert(device);
+                Ok(())
+            }
+        }
+    }
+
+    /// Deactivates the device of `swap_type` and hands it back, if none of
+    /// its slots is in use. Linux's swapoff would first read every used slot
+    /// back into memory (try_to_unuse); we refuse instead.
+    pub fn swapoff(&mut self, swap_type: u8) -> Result<SwapDevice, SwapError> {
+        let dev = self.device(swap_type)?;
+        if dev.inuse() != 0 {
+            return Err(SwapError::DeviceBusy { swap_type, inuse: dev.inuse() });
+        }
+        self.devices.remove(&swap_type).ok_or(SwapError::NoSuchDevice(swap_type))
+    }
+
+    /// The device of `swap_type`.
+    pub fn device(&self, swap_type: u8) -> Result<&SwapDevice, SwapError> {
+        self.devices.get(&swap_type).ok_or(SwapError::NoSuchDevice(swap_type))
+    }
+
+    /// Active devices, lowest type first.
+    pub fn devices(&self) -> impl Iterator<Item = &SwapDevice> {
+        self.devices.values()
+    }
+
+    fn map_mut(&mut self, entry: SwpEntry) -> Result<&mut SwapMap, SwapError> {
+        let t = entry.swap_type();
+        Ok(self.devices.get_mut(&t).ok_or(SwapError::NoSuchDevice(t))?.swap_map_mut())
+    }
+
+    fn map(&self, entry: SwpEntry) -> Result<&SwapMap, SwapError> {
+        Ok(self.device(entry.swap_type())?.swap_map())
+    }
+
+    /// Allocates a slot for a page about to enter the swap cache: the
+    /// lowest free slot of the lowest-typed device that has one, its count
+    /// 0 and SWAP_HAS_CACHE set (`get_swap_page`, now `folio_alloc_swap`).
+    ///
+    /// Linux picks the device by swapon priority; with default priorities
+    /// (each new device lower than the last) it fills the first-activated
+    /// device first, which lowest type first reproduces when types are
+    /// given in swapon order.
+    pub fn get_swap_page(&mut self) -> Result<SwpEntry, SwapError> {
+        for dev in self.devices.values_mut() {
+            if dev.free_slots() > 0 {
+                let t = dev.swap_type();
+                let offset = dev.swap_map_mut().alloc()?;
+                return Ok(SwpEntry::for_slot(t, offset));
+            }
+        }
+        Err(SwapError::SwapFull)
+    }
+
+    /// Allocates the lowest free slot of one device, with SWAP_HAS_CACHE
+    /// (`get_swap_page_of_type`).
+    pub fn get_swap_page_of_type(&mut self, swap_type: u8) -> Result<SwpEntry, SwapError> {
+        let dev = self.devices.get_mut(&swap_type).ok_or(SwapError::NoSuchDevice(swap_type))?;
+        let offset = dev.swap_map_mut().alloc()?;
+        Ok(SwpEntry::for_slot(swap_type, offset))
+    }
+
+    /// `swap_duplicate`: another swap PTE names `entry` (fork's
+    /// copy_nonpresent_pte, try_to_unmap). `CountOverflow` at SWAP_MAP_MAX.
+    pub fn swap_duplicate(&mut self, entry: SwpEntry) -> Result<(), SwapError> {
+        self.map_mut(entry)?.duplicate(entry.offset())
+    }
+
+    /// `swap_free`: a swap PTE naming `entry` is gone (zap, do_swap_page).
+    /// Returns whether the slot became free.
+    pub fn swap_free(&mut self, entry: SwpEntry) -> Result<bool, SwapError> {
+        self.map_mut(entry)?.free(entry.offset())
+    }
+
+    /// `swapcache_prepare`: takes SWAP_HAS_CACHE before a page read from
+    /// `entry` is added to the swap cache. `CacheExists` when another page
+    /// holds it (-EEXIST: the caller looks the cache up again),
+    /// `SlotNotAllocated` when no swap PTE names the slot (-ENOENT).
+    pub fn swapcache_prepare(&mut self, entry: SwpEntry) -> Result<(), SwapError> {
+        self.map_mut(entry)?.prepare_cache(entry.offset())
+    }
+
+    /// `put_swap_folio`: drops SWAP_HAS_CACHE (the page left the swap
+    /// cache, or a prepare/allocation is abandoned). Returns whether the
+    /// slot became free.
+    pub fn put_swap_folio(&mut self, entry: SwpEntry) -> Result<bool, SwapError> {
+        self.map_mut(entry)?.put_cache(entry.offset())
+    }
+
+    /// `swapcache_clear`: the same as [`Swap::put_swap_folio`], under the
+    /// name do_swap_page's synchronous path uses for undoing
+    /// [`Swap::swapcache_prepare`].
+    pub fn swapcache_clear(&mut self, entry: SwpEntry) -> Result<bool, SwapError> {
+        self.put_swap_folio(entry)
+    }
+
+    /// `__swap_count`: swap PTEs naming `entry`, cache flag excluded.
+    pub fn __swap_count(&self, entry: SwpEntry) -> Result<u8, SwapError> {
+        self.map(entry)?.count(entry.offset())
+    }
+
+    /// `swp_swapcount`: the full swap count of `entry`. Equal to
+    /// [`Swap::__swap_count`] here, since there are no continuation pages to add in.
+    pub fn swp_swapcount(&self, entry: SwpEntry) -> Result<u64, SwapError> {
+        Ok(u64::from(self.__swap_count(entry)?))
+    }
+
+    /// Whether `entry`'s slot has SWAP_HAS_CACHE.
+    pub fn swap_has_cache(&self, entry: SwpEntry) -> Result<bool, SwapError> {
+        self.map(entry)?.has_cache(entry.offset())
+    }
+
+    /// The raw swap_map byte of `entry`'s slot (count | SWAP_HAS_CACHE).
+    pub fn swap_map_value(&self, entry: SwpEntry) -> Result<u8, SwapError> {
+        self.map(entry)?.value(entry.offset())
+    }
+
+    /// Free slots over all devices (`nr_swap_pages`).
+    pub fn nr_swap_pages(&self) -> u64 {
+        self.devices.values().map(SwapDevice::free_slots).sum()
+    }
+
+    /// Usable slots over all devices (`total_swap_pages`).
+    pub fn total_swap_pages(&self) -> u64 {
+        self.devices.values().map(|d| d.pages() - 1).sum()
+    }
+
+    /// `vm_swap_full`: more than half of all swap is in use.
+    pub fn vm_swap_full(&self) -> bool {
+        self.nr_swap_pages() * 2 < self.total_swap_pages()
+    }
+}
