@@ -5,6 +5,8 @@
 //! expectation failed, 2 usage or input error.
 #![forbid(unsafe_code)]
 
+mod pte;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -18,7 +20,10 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {}
+enum Command {
+    /// Build and explain raw page-table entries (swap PTEs, decode).
+    Pte(pte::PteArgs),
+}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -29,5 +34,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    match cli.command {}
+    match cli.command {
+        Command::Pte(args) => pte::run(args),
+    }
 }
