@@ -1,0 +1,460 @@
+//! User accesses and the page-fault handler: the hardware walk in user
+//! mode, then Linux's `do_user_addr_fault` -> `handle_mm_fault` ->
+//! `do_anonymous_page` / `do_wp_page` / `do_swap_page` on a fault.
+//!
+//! Era differences live here (see docs in the crate root): the 2.6.x eras
+//! decide COW reuse by mapcount (`reuse_swap_page`), 6.18 by
+//! PageAnonExclusive and the refcount (`wp_can_reuse_anon_folio`); 6.18's
+//! do_swap_page maps writable and exclusive when the swap PTE carried the
+//! exclusive bit or nobody else holds the page.
+
+use pgtable::walk::{Access, CpuState, PfErrorCode};
+use pgtable::{EntryKind, Fault, Level, Pfn, PhysAddr, VirtAddr};
+use phys::PageFlags;
+
+use crate::error::MmError;
+use crate::machine::{Machine, RmapResult, rmap_res};
+use crate::outcome::{Outcome, Segv, SegvCode};
+use crate::process::{Pid, Vma};
+use crate::pte::{A, D, RW, SPECIAL, mk_pte, pte_special, pte_write};
+use crate::swap_state::SwpEntry;
+
+/// How often one access may fault before we call it a kernel bug (a
+/// write to a swapped page takes two: do_swap_page, then do_wp_page).
+const MAX_FAULTS_PER_ACCESS: u32 = 8;
+
+/// What the fault handler did.
+pub(crate) type FaultOutcome = Outcome<()>;
+
+impl Machine {
+    fn cpu(&self) -> CpuState {
+        CpuState::default()
+    }
+
+    /// Translates `va` for a user access, faulting as needed; the physical
+    /// address of the byte, or how the access ended.
+    fn user_translate(
+        &mut self,
+        pid: Pid,
+        va: u64,
+        write: bool,
+    ) -> Result<Outcome<PhysAddr>, MmError> {
+        let vaddr = VirtAddr::new(va)
+            .map_err(|_| MmError::BadAddress { addr: va, reason: "not canonical" })?;
+        let access = if write { Access::Write } else { Access::Read };
+        for _ in 0..MAX_FAULTS_PER_ACCESS {
+            let cr3 = self.proc(pid)?.pml4.addr();
+            let cpu = self.cpu();
+            let mut mem = &self.mem;
+            match pgtable::walk::translate(&mut mem, cr3, vaddr, access, &cpu) {
+                Ok(t) => return Ok(Outcome::Done(t.pa)),
+                Err(Fault::PageFault(pf)) => {
+                    match self.handle_page_fault(pid, va, pf.error_code)? {
+                        Outcome::Done(()) => continue,
+                        Outcome::Segv(s) => return Ok(Outcome::Segv(s)),
+                        Outcome::Oops(o) => return Ok(Outcome::Oops(o)),
+                    }
+                }
+                Err(Fault::Mem(e)) => return Err(e.into()),
+                Err(e) => return Err(MmError::bug("user_translate", e.to_string())),
+            }
+        }
+        Err(MmError::bug("user_translate", format!("access to {va:#x} keeps faulting")))
+    }
+
+    /// A one-byte user load at `va` in `pid`.
+    pub fn read(&mut self, pid: Pid, va: u64) -> Result<Outcome<u8>, MmError> {
+        let mut b = [0u8];
+        Ok(self.read_bytes(pid, va, &mut b)?.map(|()| b[0]))
+    }
+
+    /// A one-byte user store of `value` at `va` in `pid`.
+    pub fn write(&mut self, pid: Pid, va: u64, value: u8) -> Result<Outcome<()>, MmError> {
+        self.write_bytes(pid, va, &[value])
+    }
+
+    /// User loads of `buf.len()` bytes from `va`, page by page.
+    pub fn read_bytes(
+        &mut self,
+        pid: Pid,
+        va: u64,
+        buf: &mut [u8],
+    ) -> Result<Outcome<()>, MmError> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let a = va.checked_add(done as u64).ok_or(MmError::BadLength {
+                addr: va,
+                len: buf.len() as u64,
+                reason: "wraps",
+            })?;
+            let chunk = ((4096 - (a & 0xfff)) as usize).min(buf.len() - done);
+            let pa = match self.user_translate(pid, a, false)? {
+                Outcome::Done(pa) => pa,
+                Outcome::Segv(s) => return Ok(Outcome::Segv(s)),
+                Outcome::Oops(o) => return Ok(Outcome::Oops(o)),
+            };
+            self.mem.read_bytes(pa, &mut buf[done..done + chunk])?;
+            done += chunk;
+        }
+        Ok(Outcome::Done(()))
+    }
+
+    /// User stores of `data` at `va`, page by page.
+    pub fn write_bytes(&mut self, pid: Pid, va: u64, data: &[u8]) -> Result<Outcome<()>, MmError> {
+        let mut done = 0usize;
+        while done < data.len() {
+            let a = va.checked_add(done as u64).ok_or(MmError::BadLength {
+                addr: va,
+                len: data.len() as u64,
+                reason: "wraps",
+            })?;
+            let chunk = ((4096 - (a & 0xfff)) as usize).min(data.len() - done);
+            let pa = match self.user_translate(pid, a, true)? {
+                Outcome::Done(pa) => pa,
+                Outcome::Segv(s) => return Ok(Outcome::Segv(s)),
+                Outcome::Oops(o) => return Ok(Outcome::Oops(o)),
+            };
+            self.mem.write_bytes(pa, &data[done..done + chunk])?;
+            done += chunk;
+        }
+        Ok(Outcome::Done(()))
+    }
+
+    /// `do_user_addr_fault`: find the VMA, check the access against it
+    /// (`access_error`), then `handle_mm_fault`.
+    pub(crate) fn handle_page_fault(
+        &mut self,
+        pid: Pid,
+        va: u64,
+        code: PfErrorCode,
+    ) -> Result<FaultOutcome, MmError> {
+        let segv = |c| Outcome::Segv(Segv { pid, addr: va, error_code: code.bits(), code: c });
+        let Some(vma) = self.proc(pid)?.vma_at(va).copied() else {
+            return Ok(segv(SegvCode::MapErr));
+        };
+        let write = code.contains(PfErrorCode::WRITE);
+        let bad = if write {
+            !vma.prot.writable()
+        } else {
+            code.contains(PfErrorCode::PRESENT) || !vma.prot.readable()
+        };
+        if bad {
+            return Ok(segv(SegvCode::AccErr));
+        }
+        self.handle_pte_fault(pid, &vma, va & !0xfff, write)
+    }
+
+    /// `handle_pte_fault`: dispatch on what the PTE holds.
+    fn handle_pte_fault(
+        &mut self,
+        pid: Pid,
+        vma: &Vma,
+        addr: u64,
+        write: bool,
+    ) -> Result<FaultOutcome, MmError> {
+        let pml4 = self.proc(pid)?.pml4;
+        let slot = self.pte_alloc(pml4, addr, &[])?;
+        let orig = self.read_slot(slot)?;
+        match pgtable::decode(orig, Level::Pt, self.format)? {
+            EntryKind::None => self.do_anonymous_page(vma, addr, slot, write),
+            EntryKind::Swap(s) => self.do_swap_page(pid, vma, addr, slot, orig, s, write),
+            EntryKind::ProtNone(_) => Err(MmError::bug(
+                "handle_pte_fault",
+                format!(
+                    "PROT_NONE entry {orig:#x} in accessible VMA at {addr:#x} (NUMA hinting is not emulated)"
+                ),
+            )),
+            EntryKind::Present(_) => {
+                if write && !pte_write(orig) {
+                    return self.do_wp_page(vma, addr, slot, orig);
+                }
+                // A spurious fault: refresh A (and D), as
+                // ptep_set_access_flags does.
+                let new = orig | A | if write { D } else { 0 };
+                if new != orig {
+                    self.write_slot(slot, new)?;
+                }
+                Ok(Outcome::Done(()))
+            }
+        }
+    }
+
+    /// `do_anonymous_page`: a read maps the shared zero page read-only
+    /// (`pte_mkspecial`), a write a new zeroed page P|RW|US|A|D|NX.
+    fn do_anonymous_page(
+        &mut self,
+        vma: &Vma,
+        addr: u64,
+        slot: PhysAddr,
+        write: bool,
+    ) -> Result<FaultOutcome, MmError> {
+        let prot = vma.prot.vm_page_prot();
+        if !write {
+            let entry = mk_pte(self.zero_pfn.0, prot, self.format) | SPECIAL;
+            if self.read_slot(slot)? == 0 {
+                self.write_slot(slot, entry)?;
+            }
+            return Ok(Outcome::Done(()));
+        }
+        if let RmapResult::Oops(o) = rmap_res(self.rmap.anon_vma_prepare(vma.id, &[]))? {
+            return Ok(Outcome::Oops(self.oops(&o, None)));
+        }
+        let page = self.alloc_frame("do_anonymous_page", &[])?;
+        self.mem.zero_frame(page)?;
+        self.pages.get_mut(page)?.flags |= PageFlags::UPTODATE;
+        let mut entry = mk_pte(page.0, prot, self.format);
+        if vma.prot.writable() {
+            entry |= RW | D;
+        }
+        if self.read_slot(slot)? != 0 {
+            // Somebody filled the PTE while we allocated (the shrinker
+            // cannot, but keep Linux's check): drop our page.
+            return self.put_page(page).map(Outcome::Done);
+        }
+        self.rmap.page_add_new_anon_rmap(self.pages.get_mut(page)?, vma.id, addr)?;
+        self.lru_add_new(page)?;
+        self.write_slot(slot, entry)?;
+        Ok(Outcome::Done(()))
+    }
+
+    /// `reuse_swap_page` (2.6.x): whether the faulting mapping is the only
+    /// user, counting swap PTEs that still name the page's slot; if so and
+    /// no swap PTE is left, the page leaves the swap cache (and is dirty).
+    fn reuse_swap_page(&mut self, pfn: Pfn) -> Result<bool, MmError> {
+        let d = *self.pages.get(pfn)?;
+        let mut count = d.mapcount;
+        if count <= 1 && d.flags.contains(PageFlags::SWAPCACHE) {
+            count += self.swap.swap_count(SwpEntry(d.private))?;
+            if count == 1 && !d.flags.contains(PageFlags::WRITEBACK) {
+                self.delete_from_swap_cache(pfn)?;
+                self.pages.get_mut(pfn)?.flags |= PageFlags::DIRTY;
+            }
+        }
+        Ok(count <= 1)
+    }
+
+    /// `wp_can_reuse_anon_folio` (6.18): reuse when the mapping's reference
+    /// is the only one once an unneeded swap-cache reference is dropped.
+    fn wp_can_reuse_anon_folio(&mut self, vma: &Vma, pfn: Pfn) -> Result<bool, MmError> {
+        let d = *self.pages.get(pfn)?;
+        let swapcache = d.flags.contains(PageFlags::SWAPCACHE) as u32;
+        if d.refcount > 3 || d.refcount > 1 + swapcache {
+            return Ok(false);
+        }
+        if swapcache == 1 {
+            self.folio_free_swap(pfn)?;
+        }
+        if self.pages.get(pfn)?.refcount != 1 {
+            return Ok(false);
+        }
+        self.rmap.page_move_anon_rmap(self.pages.get_mut(pfn)?, vma.id)?;
+        Ok(true)
+    }
+
+    /// `do_wp_page`: a write to a present read-only PTE of a writable VMA.
+    /// Reuse the page when it has no other user (the era's rule), else
+    /// copy it (`wp_page_copy`); the zero page is always "copied" into a
+    /// new zeroed page.
+    fn do_wp_page(
+        &mut self,
+        vma: &Vma,
+        addr: u64,
+        slot: PhysAddr,
+        orig: u64,
+    ) -> Result<FaultOutcome, MmError> {
+        let old = if pte_special(orig) {
+            None
+        } else {
+            Some(Pfn((orig & pgtable::entry::ADDR_MASK) >> 12))
+        };
+        if let Some(old) = old {
+            if self.pages.get(old)?.is_anon() {
+                let reuse = if self.sem.anon_exclusive {
+                    let excl = self.pages.get(old)?.flags.contains(PageFlags::ANON_EXCLUSIVE);
+                    excl || self.wp_can_reuse_anon_folio(vma, old)?
+                } else {
+                    let r = self.reuse_swap_page(old)?;
+                    // page_move_anon_rmap came with the anon_vma chains
+                    // (2.6.34-rc1); 2.6.33's shared anon_vma needs no move.
+                    if r && self.sem.avc {
+                        self.rmap.page_move_anon_rmap(self.pages.get_mut(old)?, vma.id)?;
+                    }
+                    r
+                };
+                if reuse {
+                    if self.sem.anon_exclusive {
+                        self.pages.get_mut(old)?.flags |= PageFlags::ANON_EXCLUSIVE;
+                    }
+                    // wp_page_reuse: young, dirty, writable.
+                    self.write_slot(slot, orig | A | D | RW)?;
+                    return Ok(Outcome::Done(()));
+                }
+            }
+        }
+        self.wp_page_copy(vma, addr, slot, orig, old)
+    }
+
+    /// `wp_page_copy`: a private copy (or a zeroed page for the zero page)
+    /// replaces the shared one in this PTE.
+    fn wp_page_copy(
+        &mut self,
+        vma: &Vma,
+        addr: u64,
+        slot: PhysAddr,
+        orig: u64,
+        old: Option<Pfn>,
+    ) -> Result<FaultOutcome, MmError> {
+        if let RmapResult::Oops(o) = rmap_res(self.rmap.anon_vma_prepare(vma.id, &[]))? {
+            return Ok(Outcome::Oops(self.oops(&o, old)));
+        }
+        let busy: Vec<Pfn> = old.into_iter().collect();
+        let new = self.alloc_frame("wp_page_copy", &busy)?;
+        match old {
+            None => self.mem.zero_frame(new)?,
+            Some(o) => self.mem.copy_frame(new, o)?,
+        }
+        self.pages.get_mut(new)?.flags |= PageFlags::UPTODATE;
+        if self.read_slot(slot)? != orig {
+            return self.put_page(new).map(Outcome::Done);
+        }
+        let mut entry = mk_pte(new.0, vma.prot.vm_page_prot(), self.format) | D;
+        if vma.prot.writable() {
+            entry |= RW;
+        }
+        // ptep_clear_flush, then the new page's rmap, then the new PTE,
+        // then the old page loses this mapping and its reference.
+        self.write_slot(slot, 0)?;
+        self.rmap.page_add_new_anon_rmap(self.pages.get_mut(new)?, vma.id, addr)?;
+        self.lru_add_new(new)?;
+        self.write_slot(slot, entry)?;
+        if let Some(o) = old {
+            self.rmap.page_remove_rmap(self.pages.get_mut(o)?)?;
+            self.put_page(o)?;
+        }
+        Ok(Outcome::Done(()))
+    }
+
+    /// `do_swap_page`: bring a swapped page back (from the swap cache, or
+    /// read from the device into a new swap-cache page), map it, drop the
+    /// PTE's swap count, and keep or drop the swap cache by the era's rule.
+    #[allow(clippy::too_many_arguments)]
+    fn do_swap_page(
+        &mut self,
+        pid: Pid,
+        vma: &Vma,
+        addr: u64,
+        slot: PhysAddr,
+        orig: u64,
+        swp: pgtable::SwapPte,
+        write: bool,
+    ) -> Result<FaultOutcome, MmError> {
+        let _ = pid;
+        let entry = SwpEntry::new(swp.swap_type, swp.offset);
+        if !self.swap.is_valid(entry) {
+            return Err(MmError::bug(
+                "do_swap_page",
+                format!("bad swap entry {orig:#x} at {addr:#x}"),
+            ));
+        }
+        // The page, with one reference held by this fault (lookup_swap_cache
+        // takes one; a new page comes with its allocation's).
+        let page = match self.swap.lookup(entry) {
+            Some(p) => {
+                self.pages.get_mut(p)?.refcount += 1;
+                p
+            }
+            None => self.read_swap_cache_async(entry)?,
+        };
+        if self.read_slot(slot)? != orig {
+            return self.put_page(page).map(Outcome::Done);
+        }
+        if self.sem.anon_exclusive {
+            self.do_swap_page_modern(vma, addr, slot, swp, entry, page, write)
+        } else {
+            self.do_swap_page_classic(vma, addr, slot, entry, page, write)
+        }
+    }
+
+    /// 2.6.x: map read-only unless a write fault finds the page reusable;
+    /// set_pte_at, page_add_anon_rmap, swap_free, then free the swap cache
+    /// only when swap is more than half full.
+    fn do_swap_page_classic(
+        &mut self,
+        vma: &Vma,
+        addr: u64,
+        slot: PhysAddr,
+        entry: SwpEntry,
+        page: Pfn,
+        mut write: bool,
+    ) -> Result<FaultOutcome, MmError> {
+        let mut pte = mk_pte(page.0, vma.prot.vm_page_prot(), self.format);
+        let mut exclusive = false;
+        if write && self.reuse_swap_page(page)? {
+            pte |= D;
+            if vma.prot.writable() {
+                pte |= RW;
+            }
+            write = false;
+            exclusive = true;
+        }
+        self.write_slot(slot, pte)?;
+        self.rmap.page_add_anon_rmap(self.pages.get_mut(page)?, vma.id, addr, exclusive)?;
+        self.swap.swap_free(entry)?;
+        if self.swap.vm_swap_full() {
+            self.try_to_free_swap(page)?;
+        }
+        if write {
+            let orig = self.read_slot(slot)?;
+            return self.do_wp_page(vma, addr, slot, orig);
+        }
+        Ok(Outcome::Done(()))
+    }
+
+    /// 6.18: swap_free first, maybe free the swap cache, then map writable
+    /// and exclusive when the swap PTE said exclusive or this fault holds
+    /// the only reference; else read-only and shared.
+    #[allow(clippy::too_many_arguments)]
+    fn do_swap_page_modern(
+        &mut self,
+        vma: &Vma,
+        addr: u64,
+        slot: PhysAddr,
+        swp: pgtable::SwapPte,
+        entry: SwpEntry,
+        page: Pfn,
+        mut write: bool,
+    ) -> Result<FaultOutcome, MmError> {
+        let exclusive_pte = swp.exclusive;
+        self.swap.swap_free(entry)?;
+        // should_try_to_free_swap: swap full, or a write fault where only
+        // the swap cache and this fault hold the page.
+        let d = *self.pages.get(page)?;
+        if d.flags.contains(PageFlags::SWAPCACHE)
+            && (self.swap.vm_swap_full() || (write && d.refcount == 2))
+        {
+            self.folio_free_swap(page)?;
+        }
+        let mut pte = mk_pte(page.0, vma.prot.vm_page_prot(), self.format);
+        if swp.soft_dirty {
+            pte |= pgtable::EntryFlags::SOFT_DIRTY.bits();
+        }
+        let mut exclusive = false;
+        if exclusive_pte || self.pages.get(page)?.refcount == 1 {
+            if vma.prot.writable() {
+                pte |= RW;
+                if write {
+                    pte |= D;
+                    write = false;
+                }
+            }
+            exclusive = true;
+        }
+        self.rmap.page_add_anon_rmap(self.pages.get_mut(page)?, vma.id, addr, exclusive)?;
+        self.write_slot(slot, pte)?;
+        if write {
+            let orig = self.read_slot(slot)?;
+            return self.do_wp_page(vma, addr, slot, orig);
+        }
+        Ok(Outcome::Done(()))
+    }
+}

@@ -1,0 +1,346 @@
+//! The emulated machine: physical memory, swap, rmap and processes, and the
+//! process-level operations (spawn, mmap, fork, exit, ...).
+//!
+//! Everything is deterministic: frames and swap slots are handed out lowest
+//! first, and every collection that reaches output is ordered.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use pgtable::{EntryFormat, Pfn, VirtAddr};
+use phys::{FrameAllocator, PageDescs, PageFlags, PhysMemory};
+use rmap::{Rmap, RmapError, RmapSemantics, SwapPteFormat, VmaId, VmaRange};
+
+use crate::config::MachineConfig;
+use crate::error::MmError;
+use crate::outcome::{Oops, Outcome};
+use crate::process::{Pid, Process, Vma};
+use crate::prot::Prot;
+use crate::swap_state::SwapState;
+
+/// Highest user address + 1 (TASK_SIZE of 4-level x86-64: 2^47 - 4096).
+pub const TASK_SIZE: u64 = (1 << 47) - 4096;
+
+/// The emulated machine.
+#[derive(Debug)]
+pub struct Machine {
+    pub(crate) era_name: String,
+    pub(crate) sem: RmapSemantics,
+    pub(crate) format: EntryFormat,
+    pub(crate) mem: PhysMemory,
+    pub(crate) frames: FrameAllocator,
+    pub(crate) pages: PageDescs,
+    pub(crate) swap: SwapState,
+    pub(crate) rmap: Rmap,
+    pub(crate) procs: BTreeMap<Pid, Process>,
+    pub(crate) vma_owner: BTreeMap<VmaId, Pid>,
+    pub(crate) next_pid: u32,
+    pub(crate) next_vma: u64,
+    pub(crate) zero_pfn: Pfn,
+    pub(crate) step: String,
+    /// Anonymous pages on the LRU (what the OOM-path shrinker scans).
+    pub(crate) lru: BTreeSet<Pfn>,
+}
+
+/// Splits an rmap result into "an oops happened" and real errors.
+pub(crate) enum RmapResult<T> {
+    Ok(T),
+    Oops(rmap::Oops),
+}
+
+pub(crate) fn rmap_res<T>(r: Result<T, RmapError>) -> Result<RmapResult<T>, MmError> {
+    match r {
+        Ok(v) => Ok(RmapResult::Ok(v)),
+        Err(RmapError::Oops(o)) => Ok(RmapResult::Oops(*o)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Machine {
+    /// Builds a machine: memory, one swap device per configured size, an
+    /// empty rmap, and the shared zero page (the first frame allocated).
+    pub fn new(cfg: MachineConfig) -> Result<Self, MmError> {
+        if cfg.memory == 0 || cfg.memory % 4096 != 0 {
+            return Err(MmError::BadConfig(format!(
+                "memory size {:#x} must be a non-zero multiple of 4096",
+                cfg.memory
+            )));
+        }
+        let mem = PhysMemory::new(cfg.memory)?;
+        let mut pages = PageDescs::new(mem.frames());
+        let mut frames = FrameAllocator::new(&mut pages);
+        let zero_pfn = frames.alloc(0, &mut pages)?;
+        mem.zero_frame(zero_pfn)?;
+        pages.get_mut(zero_pfn)?.flags =
+            PageFlags::RESERVED | PageFlags::ZERO_PAGE | PageFlags::UPTODATE;
+        let format = match cfg.semantics.swap_pte_format {
+            SwapPteFormat::Classic => EntryFormat::Classic,
+            SwapPteFormat::L1tf => EntryFormat::L1tf,
+        };
+        let swap = SwapState::new(&cfg.swap)?;
+        let mut rmap = Rmap::new(cfg.semantics);
+        rmap.set_step("boot");
+        Ok(Self {
+            era_name: cfg.era_name,
+            sem: cfg.semantics,
+            format,
+            mem,
+            frames,
+            pages,
+            swap,
+            rmap,
+            procs: BTreeMap::new(),
+            vma_owner: BTreeMap::new(),
+            next_pid: 1,
+            next_vma: 1,
+            zero_pfn,
+            step: "boot".to_string(),
+            lru: BTreeSet::new(),
+        })
+    }
+
+    /// The era (or custom semantics) name the machine was built with.
+    pub fn era_name(&self) -> &str {
+        &self.era_name
+    }
+
+    /// The behaviour switches in force.
+    pub fn semantics(&self) -> RmapSemantics {
+        self.sem
+    }
+
+    /// The PTE format the era writes (Classic for 2.6.x, L1TF for 6.18).
+    pub fn entry_format(&self) -> EntryFormat {
+        self.format
+    }
+
+    /// Names the current step, so that oops reports can say which step
+    /// freed an anon_vma and which one followed it.
+    pub fn set_step(&mut self, label: impl Into<String>) {
+        self.step = label.into();
+        self.rmap.set_step(self.step.clone());
+    }
+
+    /// The current step label.
+    pub fn step(&self) -> &str {
+        &self.step
+    }
+
+    /// The shared zero page's frame.
+    pub fn zero_pfn(&self) -> Pfn {
+        self.zero_pfn
+    }
+
+    /// Number of physical frames.
+    pub fn frame_count(&self) -> u64 {
+        self.pages.len()
+    }
+
+    /// Number of free frames.
+    pub fn free_frames(&self) -> u64 {
+        self.frames.free_frames()
+    }
+
+    /// The rmap state (anon_vmas, chains), for inspection.
+    pub fn rmap(&self) -> &Rmap {
+        &self.rmap
+    }
+
+    /// Declares an RCU grace period: freed anon_vma slots may be reused.
+    pub fn rcu_grace_period(&mut self) {
+        self.rmap.rcu_grace_period();
+    }
+
+    pub(crate) fn proc(&self, pid: Pid) -> Result<&Process, MmError> {
+        self.procs.get(&pid).ok_or(MmError::NoSuchProcess(pid))
+    }
+
+    pub(crate) fn proc_mut(&mut self, pid: Pid) -> Result<&mut Process, MmError> {
+        self.procs.get_mut(&pid).ok_or(MmError::NoSuchProcess(pid))
+    }
+
+    pub(crate) fn oops(&self, o: &rmap::Oops, page: Option<Pfn>) -> Oops {
+        Oops::from_rmap(o, page, &self.step)
+    }
+
+    // ----- frames -----
+
+    /// An order-0 frame (refcount 1, the caller's), reclaiming an LRU page
+    /// when memory is exhausted; out of memory when nothing can be
+    /// reclaimed. `busy` pages are in use by the caller and not reclaimed.
+    pub(crate) fn alloc_frame(
+        &mut self,
+        during: &'static str,
+        busy: &[Pfn],
+    ) -> Result<Pfn, MmError> {
+        loop {
+            match self.frames.alloc(0, &mut self.pages) {
+                Ok(p) => return Ok(p),
+                Err(phys::PhysError::OutOfMemory { .. }) => {
+                    if !self.shrink_one(busy)? {
+                        return Err(MmError::OutOfMemory { during });
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Drops one reference to a user page; frees it at zero
+    /// (`put_page` -> `__page_cache_release` -> `free_unref_page`).
+    pub(crate) fn put_page(&mut self, pfn: Pfn) -> Result<(), MmError> {
+        if pfn == self.zero_pfn {
+            return Ok(());
+        }
+        let d = self.pages.get_mut(pfn)?;
+        d.refcount = d.refcount.checked_sub(1).ok_or_else(|| {
+            MmError::bug("put_page", format!("refcount underflow on frame {pfn}"))
+        })?;
+        if d.refcount > 0 {
+            return Ok(());
+        }
+        d.flags.remove(PageFlags::LRU | PageFlags::ACTIVE);
+        d.refcount = 1; // the buddy allocator takes the last reference itself
+        self.lru.remove(&pfn);
+        self.frames.free(pfn, 0, &mut self.pages)?;
+        Ok(())
+    }
+
+    /// `lru_cache_add`: a new anon page joins the LRU, on the active list
+    /// in the 2.6.x eras (`lru_cache_add_active_or_unevictable`), on the
+    /// inactive one in 6.18 (new anon folios start inactive since 5.9).
+    pub(crate) fn lru_add_new(&mut self, pfn: Pfn) -> Result<(), MmError> {
+        let d = self.pages.get_mut(pfn)?;
+        d.flags |= PageFlags::LRU;
+        if !self.sem.anon_exclusive {
+            d.flags |= PageFlags::ACTIVE;
+        }
+        self.lru.insert(pfn);
+        Ok(())
+    }
+
+    /// `lru_cache_add_anon` of a page read from swap: inactive in every era.
+    pub(crate) fn lru_add_inactive(&mut self, pfn: Pfn) -> Result<(), MmError> {
+        self.pages.get_mut(pfn)?.flags |= PageFlags::LRU;
+        self.lru.insert(pfn);
+        Ok(())
+    }
+
+    // ----- processes -----
+
+    /// A new process with an empty address space (its own PML4).
+    pub fn spawn(&mut self) -> Result<Pid, MmError> {
+        let pml4 = self.alloc_table(&[])?;
+        let pid = Pid(self.next_pid);
+        self.next_pid += 1;
+        self.procs.insert(pid, Process { pid, parent: None, pml4, vmas: BTreeMap::new() });
+        Ok(pid)
+    }
+
+    /// Whether `pid` is a live process.
+    pub fn process_exists(&self, pid: Pid) -> bool {
+        self.procs.contains_key(&pid)
+    }
+
+    /// Every live process, by pid.
+    pub fn processes(&self) -> Vec<Pid> {
+        self.procs.keys().copied().collect()
+    }
+
+    /// The VMAs of a process, by address.
+    pub fn vmas(&self, pid: Pid) -> Result<Vec<Vma>, MmError> {
+        Ok(self.proc(pid)?.vmas.values().copied().collect())
+    }
+
+    /// The PML4 frame of a process (its CR3).
+    pub fn cr3(&self, pid: Pid) -> Result<Pfn, MmError> {
+        Ok(self.proc(pid)?.pml4)
+    }
+
+    pub(crate) fn new_vma_id(&mut self) -> VmaId {
+        let id = VmaId(self.next_vma);
+        self.next_vma += 1;
+        id
+    }
+
+    /// Checks a user range: page-aligned start, non-zero page-aligned
+    /// length, inside the user address space.
+    pub(crate) fn check_range(addr: u64, len: u64) -> Result<u64, MmError> {
+        if VirtAddr::new(addr).is_err() || addr >= TASK_SIZE {
+            return Err(MmError::BadAddress { addr, reason: "not a user address" });
+        }
+        if addr % 4096 != 0 {
+            return Err(MmError::BadAddress { addr, reason: "not page aligned" });
+        }
+        if len == 0 || len % 4096 != 0 {
+            return Err(MmError::BadLength {
+                addr,
+                len,
+                reason: "must be a non-zero multiple of 4096",
+            });
+        }
+        match addr.checked_add(len) {
+            Some(end) if end <= TASK_SIZE => Ok(end),
+            _ => Err(MmError::BadLength { addr, len, reason: "runs past the user address space" }),
+        }
+    }
+
+    /// mmap(addr, len, prot, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE):
+    /// a new VMA, no pages yet. Overlapping an existing VMA is an error.
+    /// Adjacent VMAs are not merged (see docs: vma_merge is not emulated).
+    pub fn mmap(&mut self, pid: Pid, addr: u64, len: u64, prot: Prot) -> Result<(), MmError> {
+        let end = Self::check_range(addr, len)?;
+        let p = self.proc(pid)?;
+        if let Some(v) = p.vmas.range(..end).next_back().map(|(_, v)| v).filter(|v| v.end > addr) {
+            return Err(MmError::Overlap { addr, len, existing: v.start });
+        }
+        let id = self.new_vma_id();
+        let pgoff = addr >> 12;
+        self.rmap.vma_register(id, VmaRange::new(addr, pgoff, len >> 12)?)?;
+        self.vma_owner.insert(id, pid);
+        self.proc_mut(pid)?.vmas.insert(addr, Vma { start: addr, end, prot, pgoff, id });
+        Ok(())
+    }
+
+    /// `__split_vma`: splits the VMA containing `at` (strictly inside it)
+    /// into two; the new upper part is a copy linked to the same anon_vmas
+    /// (`anon_vma_clone`).
+    pub(crate) fn split_vma(&mut self, pid: Pid, at: u64) -> Result<Outcome<()>, MmError> {
+        let Some(vma) = self.proc(pid)?.vma_at(at).copied() else { return Ok(Outcome::Done(())) };
+        if vma.start == at {
+            return Ok(Outcome::Done(()));
+        }
+        let new_id = self.new_vma_id();
+        let upper = Vma {
+            start: at,
+            end: vma.end,
+            prot: vma.prot,
+            pgoff: vma.pgoff + ((at - vma.start) >> 12),
+            id: new_id,
+        };
+        self.rmap.vma_dup(new_id, vma.id)?;
+        self.rmap.vma_set_range(new_id, VmaRange::new(upper.start, upper.pgoff, upper.pages())?)?;
+        if let RmapResult::Oops(o) = rmap_res(self.rmap.anon_vma_clone(new_id, vma.id))? {
+            return Ok(Outcome::Oops(self.oops(&o, None)));
+        }
+        let lower = Vma { end: at, ..vma };
+        self.rmap.vma_set_range(vma.id, VmaRange::new(lower.start, lower.pgoff, lower.pages())?)?;
+        self.vma_owner.insert(new_id, pid);
+        let p = self.proc_mut(pid)?;
+        p.vmas.insert(lower.start, lower);
+        p.vmas.insert(upper.start, upper);
+        Ok(Outcome::Done(()))
+    }
+
+    /// Splits VMAs so that `[addr, end)` starts and ends on VMA boundaries.
+    pub(crate) fn split_around(
+        &mut self,
+        pid: Pid,
+        addr: u64,
+        end: u64,
+    ) -> Result<Outcome<()>, MmError> {
+        if let o @ (Outcome::Oops(_) | Outcome::Segv(_)) = self.split_vma(pid, addr)? {
+            return Ok(o);
+        }
+        self.split_vma(pid, end)
+    }
+}

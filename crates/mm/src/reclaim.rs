@@ -1,0 +1,272 @@
+//! Reclaim of chosen pages (`shrink_page_list` for one page at a time):
+//! `add_to_swap`, `try_to_unmap` through the rmap walk, `pageout`, and
+//! `__remove_mapping` (leave the swap cache, free) — or, with keep-cache,
+//! stop after writeback with the page unmapped in the swap cache. Also
+//! `page_referenced` (the `rmap-walk` operation) and the shrinker used when
+//! an allocation finds memory exhausted.
+
+use pgtable::{EntryKind, Level, Pfn};
+use phys::PageFlags;
+
+use crate::error::MmError;
+use crate::machine::{Machine, RmapResult, rmap_res};
+use crate::outcome::Outcome;
+use crate::process::Pid;
+use crate::pte::{A, pte_dirty, pte_special, pte_young};
+
+/// What reclaim did with one page.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ReclaimResult {
+    /// Written to swap and freed.
+    Freed {
+        /// The frame.
+        pfn: Pfn,
+        /// Its swap entry: (type, offset).
+        slot: (u8, u64),
+    },
+    /// Written to swap and left in the swap cache, unmapped (keep-cache).
+    KeptInSwapCache {
+        /// The frame.
+        pfn: Pfn,
+        /// Its swap entry: (type, offset).
+        slot: (u8, u64),
+    },
+    /// Some mapping survived the rmap walk (it could not find it): the page
+    /// stays mapped there, in the swap cache, as `try_to_unmap` failing
+    /// leaves it.
+    StillMapped {
+        /// The frame.
+        pfn: Pfn,
+        /// Mappings left.
+        mapcount: u32,
+    },
+    /// No swap slot free: the page stays where it was.
+    NoSwapSpace {
+        /// The frame.
+        pfn: Pfn,
+    },
+}
+
+/// One mapping an rmap walk found and what page_referenced saw there.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct WalkHit {
+    /// The process owning the VMA.
+    pub pid: Pid,
+    /// The address of the page there.
+    pub address: u64,
+    /// Whether that PTE maps the page.
+    pub mapped: bool,
+    /// Whether its Accessed bit was set (and has been cleared).
+    pub referenced: bool,
+}
+
+impl Machine {
+    /// Reclaims what `pid` maps in `[addr, addr + len)`, page by page in
+    /// address order, passing over what reclaim would not take (nothing
+    /// mapped, the zero page, a swap entry, a page done earlier in the
+    /// range). Stops at the first oops.
+    pub fn reclaim(
+        &mut self,
+        pid: Pid,
+        addr: u64,
+        len: u64,
+        keep_cache: bool,
+    ) -> Result<Outcome<Vec<ReclaimResult>>, MmError> {
+        let end = Self::check_range(addr & !0xfff, len.max(4096).next_multiple_of(4096))?;
+        let pml4 = self.proc(pid)?.pml4;
+        let mut results = Vec::new();
+        let mut va = addr & !0xfff;
+        while va < end {
+            if let Some(slot) = self.pte_slot(pml4, va)? {
+                let pte = self.read_slot(slot)?;
+                let kind = pgtable::decode(pte, Level::Pt, self.format)?;
+                if let (true, Some(pfn)) = (kind.is_present() && !pte_special(pte), kind.pfn()) {
+                    let seen = results.iter().any(|r: &ReclaimResult| match r {
+                        ReclaimResult::Freed { pfn: p, .. }
+                        | ReclaimResult::KeptInSwapCache { pfn: p, .. }
+                        | ReclaimResult::StillMapped { pfn: p, .. }
+                        | ReclaimResult::NoSwapSpace { pfn: p } => *p == pfn,
+                    });
+                    if !seen && self.pages.get(pfn)?.is_anon() {
+                        match self.reclaim_page(pfn, keep_cache)? {
+                            Outcome::Done(r) => results.push(r),
+                            Outcome::Oops(o) => return Ok(Outcome::Oops(o)),
+                            Outcome::Segv(s) => return Ok(Outcome::Segv(s)),
+                        }
+                    }
+                }
+            }
+            va += 4096;
+        }
+        Ok(Outcome::Done(results))
+    }
+
+    /// shrink_page_list's path for one anonymous page.
+    pub(crate) fn reclaim_page(
+        &mut self,
+        pfn: Pfn,
+        keep_cache: bool,
+    ) -> Result<Outcome<ReclaimResult>, MmError> {
+        if !self.pages.get(pfn)?.flags.contains(PageFlags::SWAPCACHE) && !self.add_to_swap(pfn)? {
+            return Ok(Outcome::Done(ReclaimResult::NoSwapSpace { pfn }));
+        }
+        let entry = crate::swap_state::SwpEntry(self.pages.get(pfn)?.private);
+        let slot = (entry.swap_type(), entry.offset());
+        if self.pages.get(pfn)?.mapcount > 0 {
+            if let Outcome::Oops(o) = self.try_to_unmap(pfn)? {
+                return Ok(Outcome::Oops(o));
+            }
+            let left = self.pages.get(pfn)?.mapcount;
+            if left > 0 {
+                return Ok(Outcome::Done(ReclaimResult::StillMapped { pfn, mapcount: left }));
+            }
+        }
+        if self.pages.get(pfn)?.flags.contains(PageFlags::DIRTY) {
+            // pageout -> swap_writepage: clean, written, writeback done.
+            self.pages.get_mut(pfn)?.flags.remove(PageFlags::DIRTY);
+            self.swap.write_page(&self.mem, pfn, entry)?;
+        }
+        if keep_cache {
+            return Ok(Outcome::Done(ReclaimResult::KeptInSwapCache { pfn, slot }));
+        }
+        // __remove_mapping: only the swap cache's reference may be left.
+        let refs = self.pages.get(pfn)?.refcount;
+        if refs != 1 {
+            return Err(MmError::bug(
+                "__remove_mapping",
+                format!("frame {pfn} has {refs} references"),
+            ));
+        }
+        self.delete_from_swap_cache(pfn)?;
+        Ok(Outcome::Done(ReclaimResult::Freed { pfn, slot }))
+    }
+
+    /// `try_to_unmap`: every mapping the rmap walk finds becomes the era's
+    /// swap PTE (with the exclusive bit in 6.18 for a PageAnonExclusive
+    /// page) and takes a swap count; the page loses the mapping and its
+    /// reference. A dirty PTE dirties the page.
+    fn try_to_unmap(&mut self, pfn: Pfn) -> Result<Outcome<()>, MmError> {
+        let hits = match rmap_res(self.rmap.rmap_walk(self.pages.get(pfn)?))? {
+            RmapResult::Ok(h) => h,
+            RmapResult::Oops(o) => return Ok(Outcome::Oops(self.oops(&o, Some(pfn)))),
+        };
+        let entry = crate::swap_state::SwpEntry(self.pages.get(pfn)?.private);
+        for hit in hits {
+            let Some(slot) = self.hit_slot(hit.vma, hit.address)? else { continue };
+            let pteval = self.read_slot(slot)?;
+            let kind = pgtable::decode(pteval, Level::Pt, self.format)?;
+            if !kind.is_present() || pte_special(pteval) || kind.pfn() != Some(pfn) {
+                continue;
+            }
+            // ptep_clear_flush, then the dirty bit moves to the page.
+            self.write_slot(slot, 0)?;
+            if pte_dirty(pteval) {
+                self.pages.get_mut(pfn)?.flags |= PageFlags::DIRTY;
+            }
+            self.swap.swap_duplicate(entry)?;
+            let d = self.pages.get_mut(pfn)?;
+            let exclusive = self.sem.anon_exclusive && d.flags.contains(PageFlags::ANON_EXCLUSIVE);
+            if exclusive {
+                // folio_try_share_anon_rmap_pte
+                d.flags.remove(PageFlags::ANON_EXCLUSIVE);
+            }
+            let swp = pgtable::SwapPte {
+                swap_type: entry.swap_type(),
+                offset: entry.offset(),
+                exclusive,
+                soft_dirty: false,
+                uffd_wp: false,
+            };
+            self.write_slot(slot, pgtable::encode_swap(swp, self.format)?)?;
+            self.rmap.page_remove_rmap(self.pages.get_mut(pfn)?)?;
+            self.put_page(pfn)?;
+        }
+        Ok(Outcome::Done(()))
+    }
+
+    /// The PTE slot of an rmap hit: the owning process's table for the
+    /// address, if the tables exist.
+    fn hit_slot(
+        &self,
+        vma: rmap::VmaId,
+        address: u64,
+    ) -> Result<Option<pgtable::PhysAddr>, MmError> {
+        let Some(pid) = self.vma_owner.get(&vma) else { return Ok(None) };
+        let pml4 = self.proc(*pid)?.pml4;
+        self.pte_slot(pml4, address)
+    }
+
+    /// `rmap-walk`: what page_referenced does to the page `pid` maps at
+    /// `addr` — walk its rmap, test and clear each mapping's Accessed bit.
+    /// `None` when nothing (or the zero page) is mapped there.
+    pub fn rmap_walk(
+        &mut self,
+        pid: Pid,
+        addr: u64,
+    ) -> Result<Outcome<Option<Vec<WalkHit>>>, MmError> {
+        let Some(pfn) = self.mapped_pfn(pid, addr)? else { return Ok(Outcome::Done(None)) };
+        if pfn == self.zero_pfn || !self.pages.get(pfn)?.is_anon() {
+            return Ok(Outcome::Done(None));
+        }
+        let hits = match rmap_res(self.rmap.rmap_walk(self.pages.get(pfn)?))? {
+            RmapResult::Ok(h) => h,
+            RmapResult::Oops(o) => return Ok(Outcome::Oops(self.oops(&o, Some(pfn)))),
+        };
+        let mut out = Vec::new();
+        for hit in hits {
+            let Some(&owner) = self.vma_owner.get(&hit.vma) else { continue };
+            let mut w =
+                WalkHit { pid: owner, address: hit.address, mapped: false, referenced: false };
+            if let Some(slot) = self.hit_slot(hit.vma, hit.address)? {
+                let v = self.read_slot(slot)?;
+                let kind = pgtable::decode(v, Level::Pt, self.format)?;
+                if matches!(kind, EntryKind::Present(_)) && kind.pfn() == Some(pfn) {
+                    w.mapped = true;
+                    if pte_young(v) {
+                        w.referenced = true;
+                        self.write_slot(slot, v & !A)?;
+                    }
+                }
+            }
+            out.push(w);
+        }
+        Ok(Outcome::Done(Some(out)))
+    }
+
+    /// Reclaims every page on the LRU, lowest frame first, as repeated
+    /// shrinking would (orphaned swap-cache pages included). Returns the
+    /// number of frames freed; stops at the first oops.
+    pub fn shrink_all(&mut self) -> Result<Outcome<u64>, MmError> {
+        let before = self.frames.free_frames();
+        let candidates: Vec<Pfn> = self.lru.iter().copied().collect();
+        for pfn in candidates {
+            if !self.lru.contains(&pfn) {
+                continue;
+            }
+            if let Outcome::Oops(o) = self.reclaim_page(pfn, false)? {
+                return Ok(Outcome::Oops(o));
+            }
+        }
+        Ok(Outcome::Done(self.frames.free_frames().saturating_sub(before)))
+    }
+
+    /// The shrinker behind allocation failures: reclaims the lowest-frame
+    /// LRU page that is not busy, with the same path as [`Machine::reclaim`].
+    /// Returns whether a frame was freed.
+    pub(crate) fn shrink_one(&mut self, busy: &[Pfn]) -> Result<bool, MmError> {
+        let candidates: Vec<Pfn> = self.lru.iter().copied().filter(|p| !busy.contains(p)).collect();
+        for pfn in candidates {
+            let before = self.frames.free_frames();
+            let d = *self.pages.get(pfn)?;
+            if !d.is_anon() && !d.flags.contains(PageFlags::SWAPCACHE) {
+                continue;
+            }
+            if let Outcome::Done(_) = self.reclaim_page(pfn, false)? {
+                if self.frames.free_frames() > before {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+}

@@ -1,0 +1,149 @@
+//! Tearing mappings down: `zap_pte_range` (munmap, exit, execve,
+//! MADV_DONTNEED), `free_pgtables` (unlink_anon_vmas, then the page tables
+//! that covered only the unmapped range) and the process-level operations.
+
+use pgtable::{EntryKind, Level, Pfn};
+
+use crate::error::MmError;
+use crate::machine::{Machine, RmapResult, rmap_res};
+use crate::outcome::Outcome;
+use crate::process::{Pid, Vma};
+use crate::pte::pte_special;
+use crate::swap_state::SwpEntry;
+
+impl Machine {
+    /// `zap_pte_range` over `[start, end)` of one address space: present
+    /// entries lose their page's mapping and reference, swap entries their
+    /// swap count (`free_swap_and_cache`).
+    pub(crate) fn zap_range(&mut self, pml4: Pfn, start: u64, end: u64) -> Result<(), MmError> {
+        let mut entries = Vec::new();
+        self.for_each_pte(pml4, start, end, |va, pa, v| {
+            entries.push((va, pa, v));
+            Ok(())
+        })?;
+        for (_, slot, pte) in entries {
+            match pgtable::decode(pte, Level::Pt, self.format)? {
+                EntryKind::None => {}
+                EntryKind::Swap(s) => {
+                    self.write_slot(slot, 0)?;
+                    self.free_swap_and_cache(SwpEntry::new(s.swap_type, s.offset))?;
+                }
+                kind @ (EntryKind::Present(_) | EntryKind::ProtNone(_)) => {
+                    self.write_slot(slot, 0)?;
+                    if pte_special(pte) {
+                        continue;
+                    }
+                    if let Some(pfn) = kind.pfn() {
+                        self.rmap.page_remove_rmap(self.pages.get_mut(pfn)?)?;
+                        self.put_page(pfn)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes VMAs `[addr, end)` (already split to these bounds) from a
+    /// process: zap, then free_pgtables between the neighbours, then drop
+    /// the VMAs from rmap (unlink_anon_vmas).
+    fn unmap_region(&mut self, pid: Pid, addr: u64, end: u64) -> Result<Outcome<()>, MmError> {
+        let (pml4, victims, floor, ceiling) = {
+            let p = self.proc(pid)?;
+            let victims: Vec<Vma> = p.vmas.range(addr..end).map(|(_, v)| *v).collect();
+            let floor = p.vmas.range(..addr).next_back().map_or(0, |(_, v)| v.end);
+            let ceiling = p.vmas.range(end..).next().map_or(0, |(_, v)| v.start);
+            (p.pml4, victims, floor, ceiling)
+        };
+        if victims.is_empty() {
+            return Ok(Outcome::Done(()));
+        }
+        {
+            let p = self.proc_mut(pid)?;
+            for v in &victims {
+                p.vmas.remove(&v.start);
+            }
+        }
+        for v in &victims {
+            self.zap_range(pml4, v.start, v.end)?;
+        }
+        let mut oops = None;
+        for v in &victims {
+            self.vma_owner.remove(&v.id);
+            if let RmapResult::Oops(o) = rmap_res(self.rmap.vma_remove(v.id))? {
+                oops.get_or_insert(o);
+            }
+        }
+        let first = victims.first().map_or(addr, |v| v.start);
+        let last = victims.last().map_or(end, |v| v.end);
+        self.free_pgd_range(pml4, first, last, floor, ceiling)?;
+        Ok(match oops {
+            Some(o) => Outcome::Oops(self.oops(&o, None)),
+            None => Outcome::Done(()),
+        })
+    }
+
+    /// munmap(addr, len): split the VMAs at the bounds, then unmap.
+    pub fn munmap(&mut self, pid: Pid, addr: u64, len: u64) -> Result<Outcome<()>, MmError> {
+        let end = Self::check_range(addr, len)?;
+        self.proc(pid)?;
+        if let o @ (Outcome::Oops(_) | Outcome::Segv(_)) = self.split_around(pid, addr, end)? {
+            return Ok(o);
+        }
+        self.unmap_region(pid, addr, end)
+    }
+
+    /// madvise(addr, len, MADV_DONTNEED): zap the pages of the VMAs in the
+    /// range; VMAs and page tables stay.
+    pub fn madvise_dontneed(
+        &mut self,
+        pid: Pid,
+        addr: u64,
+        len: u64,
+    ) -> Result<Outcome<()>, MmError> {
+        let end = Self::check_range(addr, len)?;
+        let (pml4, spans) = {
+            let p = self.proc(pid)?;
+            let spans: Vec<(u64, u64)> = p
+                .vmas
+                .values()
+                .filter(|v| v.end > addr && v.start < end)
+                .map(|v| (v.start.max(addr), v.end.min(end)))
+                .collect();
+            (p.pml4, spans)
+        };
+        for (s, e) in spans {
+            self.zap_range(pml4, s, e)?;
+        }
+        Ok(Outcome::Done(()))
+    }
+
+    /// `exit_mmap`: every VMA unmapped, every table and the PML4 freed.
+    fn exit_mmap(&mut self, pid: Pid) -> Result<Outcome<()>, MmError> {
+        let r = self.unmap_region(pid, 0, crate::machine::TASK_SIZE)?;
+        let pml4 = self.proc(pid)?.pml4;
+        // free_pgd_range above freed every lower table; the PML4 goes with
+        // the mm (pgd_free).
+        self.free_table(pml4)?;
+        Ok(r)
+    }
+
+    /// exit(): tear down the address space; the process is gone.
+    pub fn exit(&mut self, pid: Pid) -> Result<Outcome<()>, MmError> {
+        self.proc(pid)?;
+        let r = self.exit_mmap(pid)?;
+        self.procs.remove(&pid);
+        Ok(r)
+    }
+
+    /// execve(): the old address space is torn down and replaced by an
+    /// empty one (ptemu's new image maps nothing).
+    pub fn execve(&mut self, pid: Pid) -> Result<Outcome<()>, MmError> {
+        self.proc(pid)?;
+        // bprm_mm_init allocates the new mm (and its PGD) before exec_mmap
+        // drops the old one.
+        let new_pml4 = self.alloc_table(&[])?;
+        let r = self.exit_mmap(pid)?;
+        self.proc_mut(pid)?.pml4 = new_pml4;
+        Ok(r)
+    }
+}

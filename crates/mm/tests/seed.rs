@@ -1,0 +1,123 @@
+//! The seed's scenario (Linus, 2010-04-12) in code, under every era, plus
+//! the grandchild case and the page that lives only in the swap cache.
+
+use mm::{Era, InvariantKind, Machine, MachineConfig, OopsKind, Outcome, Pid};
+use ptemu_mm as mm;
+
+const V: u64 = 0x7f00_0000_0000;
+
+fn names(m: &Machine) -> Vec<&'static str> {
+    let mut v: Vec<_> = m.check().unwrap().iter().map(|v| v.name()).collect();
+    v.dedup();
+    v
+}
+
+fn done<T: std::fmt::Debug>(o: Outcome<T>) -> T {
+    match o {
+        Outcome::Done(v) => v,
+        other => panic!("expected completion, got {other:?}"),
+    }
+}
+
+/// A writes V, forks B, V is reclaimed, B then A fault it back in.
+fn seed_until_both_mapped(era: Era, keep_cache: bool) -> (Machine, Pid, Pid) {
+    let mut m = Machine::new(MachineConfig::new(era)).unwrap();
+    m.set_step("spawn A");
+    let a = m.spawn().unwrap();
+    m.mmap(a, V, 4096, mm::Prot::Rw).unwrap();
+    m.set_step("A write V");
+    done(m.write(a, V, 0xaa).unwrap());
+    m.set_step("A fork B");
+    let b = done(m.fork(a).unwrap());
+    m.set_step("reclaim A V");
+    let r = done(m.reclaim(a, V, 4096, keep_cache).unwrap());
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(m.pte(a, V).unwrap().kind.as_swap().is_some());
+    assert!(m.pte(b, V).unwrap().kind.as_swap().is_some());
+    assert_eq!(names(&m), Vec::<&str>::new(), "clean after reclaim under {era}");
+    m.set_step("B read V");
+    assert_eq!(done(m.read(b, V).unwrap()), 0xaa);
+    m.set_step("A read V");
+    assert_eq!(done(m.read(a, V).unwrap()), 0xaa);
+    assert!(m.same_page((a, V), (b, V)).unwrap());
+    (m, a, b)
+}
+
+#[test]
+fn seed_scenario_every_era() {
+    for keep in [false, true] {
+        for era in Era::ALL {
+            let (mut m, a, b) = seed_until_both_mapped(era, keep);
+            let buggy = matches!(era, Era::V2_6_34Rc3);
+            let after_map = names(&m);
+            if buggy {
+                assert_eq!(after_map, vec!["rmap-unreachable"], "{era} keep={keep}");
+            } else {
+                assert!(after_map.is_empty(), "{era} keep={keep}: {after_map:?}");
+            }
+            m.set_step("B exit");
+            done(m.exit(b).unwrap());
+            assert!(!m.process_exists(b));
+            let after_exit = m.check().unwrap();
+            m.set_step("rmap-walk A V");
+            let walk = m.rmap_walk(a, V).unwrap();
+            if buggy {
+                assert!(
+                    after_exit.iter().any(|v| v.kind == InvariantKind::MappingFreed),
+                    "{after_exit:?}"
+                );
+                let o = walk.oops().expect("use after free");
+                assert_eq!(o.kind, OopsKind::UseAfterFree);
+                assert_eq!(o.freed_at_step, "B exit");
+                // After a grace period a new anon_vma takes the slot.
+                m.rcu_grace_period();
+                let c = m.spawn().unwrap();
+                m.mmap(c, V, 4096, mm::Prot::Rw).unwrap();
+                done(m.write(c, V, 1).unwrap());
+                let again = m.rmap_walk(a, V).unwrap();
+                assert_eq!(again.oops().map(|o| o.kind), Some(OopsKind::Reused), "{again:?}");
+                // The machine stays usable: A still reads its byte.
+                assert_eq!(done(m.read(a, V).unwrap()), 0xaa);
+            } else {
+                assert!(after_exit.is_empty(), "{era} keep={keep}: {after_exit:?}");
+                let hits = done(walk).expect("page mapped");
+                assert_eq!(hits.len(), 1);
+                assert!(hits[0].mapped && hits[0].pid == a);
+                done(m.exit(a).unwrap());
+                let fin = m.check().unwrap();
+                assert!(fin.is_empty(), "{era}: {fin:?}");
+                done(m.shrink_all().unwrap());
+                assert_eq!(
+                    m.free_frames(),
+                    m.frame_count() - 1,
+                    "{era}: only the zero page is left"
+                );
+                assert!(m.swap_slots().is_empty(), "{era}");
+                assert_eq!(m.live_anon_vmas(), 0);
+            }
+        }
+    }
+}
+
+#[test]
+fn grandchild_defeats_the_seed_patch_alone() {
+    for era in Era::ALL {
+        let mut m = Machine::new(MachineConfig::new(era)).unwrap();
+        let a = m.spawn().unwrap();
+        m.mmap(a, V, 4096, mm::Prot::Rw).unwrap();
+        done(m.write(a, V, 7).unwrap());
+        let b = done(m.fork(a).unwrap());
+        let c = done(m.fork(b).unwrap());
+        done(m.reclaim(a, V, 4096, false).unwrap());
+        m.set_step("C read V");
+        assert_eq!(done(m.read(c, V).unwrap()), 7);
+        done(m.read(a, V).unwrap());
+        done(m.read(b, V).unwrap());
+        let v = names(&m);
+        let expect_bug = matches!(era, Era::V2_6_34Rc3 | Era::Seed);
+        assert_eq!(!v.is_empty(), expect_bug, "{era}: {v:?}");
+        if expect_bug {
+            assert!(v.contains(&"rmap-unreachable"), "{era}: {v:?}");
+        }
+    }
+}
