@@ -13,17 +13,16 @@
 //! (another walker, a vCPU, the emulated kernel) is never overwritten; when
 //! the entry changed under us the walk restarts from CR3, as QEMU's does.
 //!
-//! When A is set, following QEMU: an entry that points at a lower table gets
-//! A as soon as the walk has checked it (present, no reserved bit) and moves
-//! on, before the lower levels are looked at; the leaf gets A (and D for a
-//! write) only once every permission check has passed. So a not-present or
-//! reserved-bit fault at level N leaves A set on the entries above N; a
-//! protection fault leaves A set on every table entry of the walk but not on
-//! the leaf; a successful walk sets A everywhere. The SDM lets processors
-//! set A on table entries of a walk that then faults, and never sets A or D
-//! in a leaf whose access faults. (QEMU's one deviation, setting A on a
-//! 1 GiB leaf before its checks, is not reproduced: the leaf rule holds for
-//! all three page sizes here.)
+//! When A is set: only once the access is known to succeed, and then on
+//! every entry of the walk, top down, followed by D on the leaf for a
+//! write; a faulting access (not present, reserved bit, protection) leaves
+//! every A and D bit as it was. This is what the CPU does as KVM presents it
+//! (`ptemu hwcheck` compares the two entry for entry), what KVM's own guest
+//! walker (arch/x86/kvm/mmu/paging_tmpl.h) and Bochs's paging.cc do, and
+//! what KVM's authors describe as Intel processors' behaviour ("first
+//! perform the page table walk, then, if the walk was successful, ...
+//! update the accessed and dirty bits"). QEMU's `mmu_translate` differs: it
+//! sets A on each table entry as it descends, before the checks below it.
 
 use crate::Level;
 use crate::addr::{MAX_PHYS_ADDR_BITS, PhysAddr, VirtAddr};
@@ -273,6 +272,9 @@ fn walk_once<M: PhysMem + ?Sized>(
     let mut table = cr3.as_u64() & ADDR_MASK;
     let mut level = Level::Pml4;
     let mut perms = Permissions { writable: true, user: true, nx: false };
+    // Table entries still lacking A: at most the three above the leaf.
+    let mut pending = [(PhysAddr::new_truncate(0), 0u64); 3];
+    let mut npending = 0;
     loop {
         let entry_pa = PhysAddr::new_truncate(table | ((va.index(level) as u64) << 3));
         let raw = mem.read_u64(entry_pa)?;
@@ -290,9 +292,10 @@ fn walk_once<M: PhysMem + ?Sized>(
 
         if !is_leaf(raw, level) {
             if raw & EntryFlags::ACCESSED.bits() == 0 {
-                let new = raw | EntryFlags::ACCESSED.bits();
-                if mem.compare_exchange_u64(entry_pa, raw, new)?.is_err() {
-                    return Ok(Step::Retry);
+                // Set only once the whole access is known to succeed.
+                if let Some(slot) = pending.get_mut(npending) {
+                    *slot = (entry_pa, raw);
+                    npending += 1;
                 }
             }
             table = raw & ADDR_MASK;
@@ -317,6 +320,12 @@ fn walk_once<M: PhysMem + ?Sized>(
             return Err(fault(va, access, cpu, code));
         }
 
+        for &(pa, old) in &pending[..npending] {
+            let new = old | EntryFlags::ACCESSED.bits();
+            if mem.compare_exchange_u64(pa, old, new)?.is_err() {
+                return Ok(Step::Retry);
+            }
+        }
         let mut set = EntryFlags::ACCESSED.bits();
         if access == Access::Write {
             set |= EntryFlags::DIRTY.bits();
