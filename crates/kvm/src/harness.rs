@@ -387,8 +387,11 @@ impl Harness {
         let mut m = mem;
         for i in 0..MAX_WINDOW_FRAMES {
             let slot = pa(self.frame(PG_PT) + 8 * (WINDOW_FIRST_SLOT + i))?;
-            let v =
-                if i < count { ((first.as_u64() + i) * PAGE_SIZE) | P | RW | ACC | DIRTY } else { 0 };
+            let v = if i < count {
+                ((first.as_u64() + i) * PAGE_SIZE) | P | RW | ACC | DIRTY
+            } else {
+                0
+            };
             m.write_u64(slot, v)?;
         }
         self.window = Some((first, count));
