@@ -193,7 +193,7 @@ impl Machine {
                     match kind {
                         EntryKind::None => {}
                         EntryKind::Swap(s) => {
-                            let e = SwpEntry::new(s.swap_type, s.offset);
+                            let e = crate::swap_state::swp_entry(s.swap_type, s.offset)?;
                             let in_range = self
                                 .swap
                                 .device_pages(s.swap_type)
@@ -272,7 +272,7 @@ impl Machine {
         for (&e, &pfn) in &cache {
             let d = self.pages.get(pfn)?;
             if !d.flags.contains(PageFlags::SWAPCACHE)
-                || d.private != e.0
+                || d.private != e.raw()
                 || !self.swap.has_cache(e)
             {
                 add(
@@ -280,7 +280,7 @@ impl Machine {
                     Subject::Page { pfn },
                     format!(
                         "cached under {:#x}: PG_swapcache {} private {:#x} has_cache {}",
-                        e.0,
+                        e.raw(),
                         d.flags.contains(PageFlags::SWAPCACHE),
                         d.private,
                         self.swap.has_cache(e)
@@ -290,7 +290,7 @@ impl Machine {
         }
         for (pfn, d) in self.pages.iter() {
             if d.flags.contains(PageFlags::SWAPCACHE)
-                && cache.get(&SwpEntry(d.private)) != Some(&pfn)
+                && SwpEntry::from_raw(d.private).ok().and_then(|e| cache.get(&e)) != Some(&pfn)
             {
                 add(
                     InvariantKind::SwapcacheMismatch,
@@ -420,7 +420,11 @@ impl Machine {
             }
             // An orphan (no swap PTE left) waits for reclaim and is never
             // walked; one that a swap PTE can still map in again is not.
-            let reachable = self.swap.swap_count(SwpEntry(d.private)).unwrap_or(0) > 0;
+            let reachable = SwpEntry::from_raw(d.private)
+                .ok()
+                .and_then(|e| self.swap.swap_count(e).ok())
+                .unwrap_or(0)
+                > 0;
             if d.is_anon() && reachable {
                 if let Err(rmap::RmapError::Oops(o)) = self.rmap.page_anon_vma(d) {
                     add(

@@ -78,6 +78,9 @@ pub enum MmError {
     /// An entry that cannot be encoded or decoded.
     #[error(transparent)]
     Entry(#[from] pgtable::EntryError),
+    /// An error of the swap layer.
+    #[error(transparent)]
+    Swap(#[from] swap::SwapError),
     /// An error of the rmap layer (other than an oops, which is an outcome).
     #[error(transparent)]
     Rmap(#[from] rmap::RmapError),

@@ -17,7 +17,6 @@ use crate::machine::{Machine, RmapResult, rmap_res};
 use crate::outcome::{Outcome, Segv, SegvCode};
 use crate::process::{Pid, Vma};
 use crate::pte::{A, D, RW, SPECIAL, mk_pte, pte_special, pte_write};
-use crate::swap_state::SwpEntry;
 
 /// How often one access may fault before we call it a kernel bug (a
 /// write to a swapped page takes two: do_swap_page, then do_wp_page).
@@ -224,7 +223,7 @@ impl Machine {
         let d = *self.pages.get(pfn)?;
         let mut count = d.mapcount;
         if count <= 1 && d.flags.contains(PageFlags::SWAPCACHE) {
-            count += self.swap.swap_count(SwpEntry(d.private))?;
+            count += self.swap.swap_count(crate::swap_state::private_entry(d.private)?)?;
             if count == 1 && !d.flags.contains(PageFlags::WRITEBACK) {
                 self.delete_from_swap_cache(pfn)?;
                 self.pages.get_mut(pfn)?.flags |= PageFlags::DIRTY;
@@ -349,7 +348,7 @@ impl Machine {
         write: bool,
     ) -> Result<FaultOutcome, MmError> {
         let _ = pid;
-        let entry = SwpEntry::new(swp.swap_type, swp.offset);
+        let entry = crate::swap_state::swp_entry(swp.swap_type, swp.offset)?;
         if !self.swap.is_valid(entry) {
             return Err(MmError::bug(
                 "do_swap_page",
@@ -383,7 +382,7 @@ impl Machine {
         vma: &Vma,
         addr: u64,
         slot: PhysAddr,
-        entry: SwpEntry,
+        entry: crate::swap_state::SwpEntry,
         page: Pfn,
         mut write: bool,
     ) -> Result<FaultOutcome, MmError> {
@@ -420,7 +419,7 @@ impl Machine {
         addr: u64,
         slot: PhysAddr,
         swp: pgtable::SwapPte,
-        entry: SwpEntry,
+        entry: crate::swap_state::SwpEntry,
         page: Pfn,
         mut write: bool,
     ) -> Result<FaultOutcome, MmError> {

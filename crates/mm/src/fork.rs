@@ -19,7 +19,6 @@ use crate::machine::{Machine, RmapResult, rmap_res};
 use crate::outcome::Outcome;
 use crate::process::{Pid, Process, Vma};
 use crate::pte::{A, RW, pte_special};
-use crate::swap_state::SwpEntry;
 
 impl Machine {
     /// fork(): a child process with a copy of `parent`'s address space.
@@ -66,7 +65,8 @@ impl Machine {
                 EntryKind::None => {}
                 EntryKind::Swap(s) => {
                     // copy_nonpresent_pte
-                    self.swap.swap_duplicate(SwpEntry::new(s.swap_type, s.offset))?;
+                    self.swap
+                        .swap_duplicate(crate::swap_state::swp_entry(s.swap_type, s.offset)?)?;
                     let mut out = pte;
                     if s.exclusive {
                         let cleared = pgtable::encode_swap(

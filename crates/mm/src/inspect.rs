@@ -10,7 +10,6 @@ use phys::PageDesc;
 use crate::error::MmError;
 use crate::machine::Machine;
 use crate::process::Pid;
-use crate::swap_state::SwpEntry;
 
 /// A PTE as found for (process, address).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -118,7 +117,7 @@ impl Machine {
         if self.swap.device_pages(swap_type).is_none() {
             return Err(MmError::NoSuchSwapDevice(swap_type));
         }
-        let e = SwpEntry::new(swap_type, offset);
+        let e = crate::swap_state::swp_entry(swap_type, offset)?;
         Ok(SlotView {
             swap_type,
             offset,

@@ -198,8 +198,16 @@ impl Machine {
         if d.refcount > 0 {
             return Ok(());
         }
+        self.free_page_frame(pfn)
+    }
+
+    /// Frees a user page whose refcount reached zero: off the LRU
+    /// (`__page_cache_release`), back to the buddy allocator.
+    pub(crate) fn free_page_frame(&mut self, pfn: Pfn) -> Result<(), MmError> {
+        let d = self.pages.get_mut(pfn)?;
         d.flags.remove(PageFlags::LRU | PageFlags::ACTIVE);
-        d.refcount = 1; // the buddy allocator takes the last reference itself
+        // The allocator's free takes the caller's last reference itself.
+        d.refcount = 1;
         self.lru.remove(&pfn);
         self.frames.free(pfn, 0, &mut self.pages)?;
         Ok(())

@@ -110,7 +110,7 @@ impl Machine {
         if !self.pages.get(pfn)?.flags.contains(PageFlags::SWAPCACHE) && !self.add_to_swap(pfn)? {
             return Ok(Outcome::Done(ReclaimResult::NoSwapSpace { pfn }));
         }
-        let entry = crate::swap_state::SwpEntry(self.pages.get(pfn)?.private);
+        let entry = crate::swap_state::private_entry(self.pages.get(pfn)?.private)?;
         let slot = (entry.swap_type(), entry.offset());
         if self.pages.get(pfn)?.mapcount > 0 {
             if let Outcome::Oops(o) = self.try_to_unmap(pfn)? {
@@ -124,7 +124,7 @@ impl Machine {
         if self.pages.get(pfn)?.flags.contains(PageFlags::DIRTY) {
             // pageout -> swap_writepage: clean, written, writeback done.
             self.pages.get_mut(pfn)?.flags.remove(PageFlags::DIRTY);
-            self.swap.write_page(&self.mem, pfn, entry)?;
+            self.swap_writepage(pfn)?;
         }
         if keep_cache {
             return Ok(Outcome::Done(ReclaimResult::KeptInSwapCache { pfn, slot }));
@@ -150,7 +150,7 @@ impl Machine {
             RmapResult::Ok(h) => h,
             RmapResult::Oops(o) => return Ok(Outcome::Oops(self.oops(&o, Some(pfn)))),
         };
-        let entry = crate::swap_state::SwpEntry(self.pages.get(pfn)?.private);
+        let entry = crate::swap_state::private_entry(self.pages.get(pfn)?.private)?;
         for hit in hits {
             let Some(slot) = self.hit_slot(hit.vma, hit.address)? else { continue };
             let pteval = self.read_slot(slot)?;

@@ -9,7 +9,6 @@ use crate::machine::{Machine, RmapResult, rmap_res};
 use crate::outcome::Outcome;
 use crate::process::{Pid, Vma};
 use crate::pte::pte_special;
-use crate::swap_state::SwpEntry;
 
 impl Machine {
     /// `zap_pte_range` over `[start, end)` of one address space: present
@@ -26,7 +25,7 @@ impl Machine {
                 EntryKind::None => {}
                 EntryKind::Swap(s) => {
                     self.write_slot(slot, 0)?;
-                    self.free_swap_and_cache(SwpEntry::new(s.swap_type, s.offset))?;
+                    self.free_swap_and_cache(crate::swap_state::swp_entry(s.swap_type, s.offset)?)?;
                 }
                 kind @ (EntryKind::Present(_) | EntryKind::ProtNone(_)) => {
                     self.write_slot(slot, 0)?;
