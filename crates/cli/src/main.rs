@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod pte;
+mod scenarios;
 
 use std::process::ExitCode;
 
@@ -23,6 +24,12 @@ struct Cli {
 enum Command {
     /// Build and explain raw page-table entries (swap PTEs, decode).
     Pte(pte::PteArgs),
+    /// Run scenario files under their eras and check their expectations.
+    Run(scenarios::RunArgs),
+    /// Parse scenario files without running them.
+    Check(scenarios::CheckArgs),
+    /// Print a scenario's machine state at its end or after operation N.
+    Dump(scenarios::DumpArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,5 +43,8 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Pte(args) => pte::run(args),
+        Command::Run(args) => scenarios::run(args),
+        Command::Check(args) => scenarios::check(args),
+        Command::Dump(args) => scenarios::dump(args),
     }
 }

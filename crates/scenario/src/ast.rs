@@ -63,6 +63,8 @@ pub struct Setup {
 pub struct Step {
     /// Where the statement starts.
     pub pos: Pos,
+    /// The statement as written, without its comment (for reports).
+    pub text: String,
     /// What it says.
     pub kind: StepKind,
 }

@@ -1,12 +1,20 @@
-//! The era names a scenario may use.
-//!
-//! The emulator's rmap crate owns the meaning of an era; a scenario only
-//! needs to reject a misspelt name before anything runs.
+//! The era names a scenario may use: exactly those of `rmap::Era`, which
+//! owns what an era means; a scenario only needs to reject a misspelt name
+//! before anything runs.
 
-/// Every era, oldest first, spelt as in scenario files.
-pub const KNOWN_ERAS: [&str; 6] = ["2.6.33", "2.6.34-rc3", "seed", "2.6.34", "2.6.36", "6.18"];
+use rmap::Era;
 
 /// Whether `name` is an era ptemu knows.
 pub fn is_known_era(name: &str) -> bool {
-    KNOWN_ERAS.contains(&name)
+    name.parse::<Era>().is_ok()
+}
+
+/// The era named `name`, if it is one.
+pub fn era(name: &str) -> Option<Era> {
+    name.parse::<Era>().ok()
+}
+
+/// Every era's name, oldest first, comma-separated (for messages).
+pub fn known_names() -> String {
+    Era::known_names()
 }

@@ -14,7 +14,11 @@ pub mod error;
 pub mod lexer;
 pub mod limits;
 pub mod parser;
+pub mod report;
+pub mod run;
 
 pub use ast::Scenario;
 pub use error::Error;
 pub use parser::{parse_bytes, parse_file, parse_str};
+pub use report::{FileReport, failure_lines, render_run};
+pub use run::{EraRun, Failure, run_era, run_scenario};

@@ -100,7 +100,8 @@ pub fn parse_str(file: &str, text: &str) -> Result<Scenario, Error> {
         }
         let end_col = count_u32(line.trim_end().chars().count()).saturating_add(1);
         let mut cur = Cursor { file, tokens, i: 0, end: Pos { line: line_no, col: end_col } };
-        p.statement(&mut cur)?;
+        let text = line.split('#').next().unwrap_or_default().trim();
+        p.statement(&mut cur, text)?;
     }
     let eras = match p.eras {
         Some((list, _)) => list,
@@ -298,7 +299,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn era(&mut self) -> Result<EraName, Error> {
-        let expected = format!("an era ({})", crate::era::KNOWN_ERAS.join(", "));
+        let expected = format!("an era ({})", crate::era::known_names());
         match self.peek_word() {
             Some(text) if is_known_era(text) => {
                 let tok = self.word(&expected)?;
@@ -405,7 +406,7 @@ struct Parser<'a> {
 }
 
 impl Parser<'_> {
-    fn statement(&mut self, cur: &mut Cursor<'_>) -> Result<(), Error> {
+    fn statement(&mut self, cur: &mut Cursor<'_>, text: &str) -> Result<(), Error> {
         let start = cur.pos();
         let Some(first) = cur.peek_word() else {
             return Err(cur.expected("a statement (era, memory, swap, spawn, expect, P OP, ...)"));
@@ -416,7 +417,11 @@ impl Parser<'_> {
                 cur.i += 1;
                 let e = expectation(cur)?;
                 cur.finish()?;
-                self.steps.push(Step { pos: start, kind: StepKind::Expect(e) });
+                self.steps.push(Step {
+                    pos: start,
+                    text: text.to_string(),
+                    kind: StepKind::Expect(e),
+                });
                 Ok(())
             }
             _ => {
@@ -445,7 +450,11 @@ impl Parser<'_> {
                     }
                 }
                 self.first_op.get_or_insert(start.line);
-                self.steps.push(Step { pos: start, kind: StepKind::Op(op) });
+                self.steps.push(Step {
+                    pos: start,
+                    text: text.to_string(),
+                    kind: StepKind::Op(op),
+                });
                 Ok(())
             }
         }

@@ -1,0 +1,56 @@
+//! Every fixture under fixtures/, under each of its eras, as its own named
+//! test (`<file> [<era>]`), so a failure names the file, the era and the
+//! line.
+
+use std::path::{Path, PathBuf};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+
+fn main() {
+    let args = Arguments::from_args();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+    let mut paths: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) => {
+            eprintln!("cannot read {}: {e}", dir.display());
+            std::process::exit(2);
+        }
+    };
+    paths.retain(|p| p.extension().is_some_and(|e| e == "scn"));
+    paths.sort();
+    let mut trials = Vec::new();
+    for path in paths {
+        let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        match ptemu_scenario::parse_file(&path) {
+            Ok(scn) => {
+                for era in &scn.setup.eras {
+                    let scn = scn.clone();
+                    let era = era.value.clone();
+                    let file = display(&path);
+                    trials.push(Trial::test(format!("{name} [{era}]"), move || {
+                        let (run, _) = ptemu_scenario::run_era(&scn, &era, None);
+                        if run.passed() {
+                            Ok(())
+                        } else {
+                            let log = ptemu_scenario::render_run(&file, &run);
+                            let lines = ptemu_scenario::failure_lines(&file, &run).join("\n");
+                            Err(Failed::from(format!("{lines}\n\n{log}")))
+                        }
+                    }));
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                trials.push(Trial::test(format!("{name} [parse]"), move || Err(Failed::from(msg))));
+            }
+        }
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn display(p: &Path) -> String {
+    match p.canonicalize() {
+        Ok(c) => c.display().to_string(),
+        Err(_) => p.display().to_string(),
+    }
+}
