@@ -473,3 +473,31 @@ fn every_fixture_parses() {
     }
     assert!(n >= 8, "only {n} fixtures found in {}", dir.display());
 }
+
+proptest! {
+    // A run costs far more than a parse: a fifth of the parser properties' cases.
+    #![proptest_config(Config { cases: (cases() / 5).max(1), ..Config::default() })]
+
+    #[test]
+    fn mutated_fixtures_run_without_panic(
+        which in any::<usize>(),
+        era in 0usize..6,
+        muts in proptest::collection::vec(mutation(), 1..4),
+    ) {
+        let all = fixtures();
+        prop_assume!(!all.is_empty());
+        let base = &all[which % all.len()];
+        let bytes = mutate(base, &muts);
+        if let Ok(scn) = parse_bytes("p.scn", &bytes) {
+            let name = ptemu_scenario::era::known_names();
+            let eras: Vec<&str> = name.split(", ").collect();
+            let (run, _) = ptemu_scenario::run_era(&scn, eras[era % eras.len()], None);
+            // Whatever happened is reported with a line inside the text.
+            let lines = bytes.split(|b| *b == b'\n').count() as u32;
+            for f in run.failures.iter().chain(run.stopped.iter()) {
+                prop_assert!(f.line <= lines, "{:?}", f);
+            }
+            let _ = ptemu_scenario::render_run("p.scn", &run);
+        }
+    }
+}
