@@ -100,6 +100,12 @@ pub enum PhysError {
         /// Number of frames managed by the allocator.
         frames: u64,
     },
+    /// The descriptor table for this many frames cannot be allocated.
+    #[error("cannot allocate page descriptors for {frames} frames")]
+    DescAlloc {
+        /// Number of frames.
+        frames: u64,
+    },
     /// A frame freed while still in use (Linux's "bad page state" at free).
     #[error("bad page state freeing frame {pfn}: {reason}")]
     BadPageState {

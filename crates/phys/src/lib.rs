@@ -48,20 +48,21 @@ pub struct Phys {
 impl Phys {
     /// Anonymous memory of `size` bytes, every frame free.
     pub fn new(size: u64) -> Result<Self, PhysError> {
-        Ok(Self::from_memory(PhysMemory::new(size)?))
+        Self::from_memory(PhysMemory::new(size)?)
     }
 
     /// Memory backed by a new file at `path` of `size` bytes, every frame free.
     pub fn create_file(path: &Path, size: u64) -> Result<Self, PhysError> {
-        Ok(Self::from_memory(PhysMemory::create_file(path, size)?))
+        Self::from_memory(PhysMemory::create_file(path, size)?)
     }
 
     /// Allocator and descriptors for an existing memory, every frame free
-    /// (the memory's contents are left as they are).
-    pub fn from_memory(mem: PhysMemory) -> Self {
-        let mut pages = PageDescs::new(mem.frames());
+    /// (the memory's contents are left as they are). Fails only if the
+    /// descriptor table cannot be allocated.
+    pub fn from_memory(mem: PhysMemory) -> Result<Self, PhysError> {
+        let mut pages = PageDescs::try_new(mem.frames())?;
         let frames = FrameAllocator::new(&mut pages);
-        Self { mem, frames, pages }
+        Ok(Self { mem, frames, pages })
     }
 
     /// Allocates `2^order` frames and zeroes them (`alloc_pages` with

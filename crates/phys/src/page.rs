@@ -91,6 +91,17 @@ impl PageDescs {
         Self { descs: vec![PageDesc::default(); frames as usize] }
     }
 
+    /// Descriptors for frames `0..frames`, all zero, or an error if the
+    /// table cannot be allocated (a huge memory on a small host) instead of
+    /// the abort [`PageDescs::new`] would give.
+    pub fn try_new(frames: u64) -> Result<Self, PhysError> {
+        let n = usize::try_from(frames).map_err(|_| PhysError::DescAlloc { frames })?;
+        let mut descs = Vec::new();
+        descs.try_reserve_exact(n).map_err(|_| PhysError::DescAlloc { frames })?;
+        descs.resize(n, PageDesc::default());
+        Ok(Self { descs })
+    }
+
     /// Number of frames described.
     pub fn len(&self) -> u64 {
         self.descs.len() as u64

@@ -68,7 +68,7 @@ impl SwapDevice {
         if pages > region.size() / PAGE_SIZE {
             return Err(SwapError::BadHeader("swap area shorter than its header says"));
         }
-        Ok(Self { swap_type, region, header, map: SwapMap::new(swap_type, pages) })
+        Ok(Self { swap_type, region, header, map: SwapMap::new(swap_type, pages)? })
     }
 
     fn with_region(
@@ -78,7 +78,7 @@ impl SwapDevice {
     ) -> Result<Self, SwapError> {
         region.write_bytes(0, &header.to_page())?;
         let pages = u64::from(header.last_page) + 1;
-        Ok(Self { swap_type, region, header, map: SwapMap::new(swap_type, pages) })
+        Ok(Self { swap_type, region, header, map: SwapMap::new(swap_type, pages)? })
     }
 
     /// The device's type: the 5-bit type of its swap entries.

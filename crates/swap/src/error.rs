@@ -26,8 +26,11 @@ pub enum SwapError {
         /// The size asked for.
         pages: u64,
     },
-    /// A device larger than the header's 32-bit `last_page` can describe.
-    #[error("swap device of {pages} pages is too large (the header's last_page is 32 bits)")]
+    /// A device larger than the header's 32-bit `last_page` can describe,
+    /// or whose swap_map the host cannot allocate.
+    #[error(
+        "swap device of {pages} pages is too large (the header's last_page is 32 bits, or the swap_map cannot be allocated)"
+    )]
     DeviceTooLarge {
         /// The size asked for.
         pages: u64,

@@ -39,11 +39,15 @@ pub struct SwapMap {
 
 impl SwapMap {
     /// A map for a device of type `swap_type` with `pages` pages (header
-    /// included); the caller has checked `2 <= pages <= 2^32`.
-    pub(crate) fn new(swap_type: u8, pages: u64) -> Self {
-        let mut map = vec![0u8; pages as usize];
+    /// included); the caller has checked `2 <= pages <= 2^32`. An error,
+    /// not an abort, if the host cannot allocate the map.
+    pub(crate) fn new(swap_type: u8, pages: u64) -> Result<Self, SwapError> {
+        let n = usize::try_from(pages).map_err(|_| SwapError::DeviceTooLarge { pages })?;
+        let mut map = Vec::new();
+        map.try_reserve_exact(n).map_err(|_| SwapError::DeviceTooLarge { pages })?;
+        map.resize(n, 0);
         map[0] = SWAP_MAP_BAD;
-        Self { swap_type, map, lowest_free: 1, inuse: 0 }
+        Ok(Self { swap_type, map, lowest_free: 1, inuse: 0 })
     }
 
     fn entry(&self, offset: u64) -> SwpEntry {
@@ -205,7 +209,7 @@ mod tests {
 
     #[test]
     fn linux_values() {
-        let mut m = SwapMap::new(1, 4);
+        let mut m = SwapMap::new(1, 4).unwrap();
         assert_eq!(m.as_bytes(), &[SWAP_MAP_BAD, 0, 0, 0]);
         assert_eq!(m.alloc().unwrap(), 1);
         assert_eq!(m.value(1).unwrap(), 0x40);
@@ -235,7 +239,7 @@ mod tests {
 
     #[test]
     fn lowest_free_first_and_full() {
-        let mut m = SwapMap::new(0, 5);
+        let mut m = SwapMap::new(0, 5).unwrap();
         assert_eq!((m.alloc().unwrap(), m.alloc().unwrap(), m.alloc().unwrap()), (1, 2, 3));
         assert!(m.put_cache(2).unwrap());
         assert_eq!(m.alloc().unwrap(), 2);
@@ -249,7 +253,7 @@ mod tests {
 
     #[test]
     fn count_overflow_is_an_error() {
-        let mut m = SwapMap::new(0, 2);
+        let mut m = SwapMap::new(0, 2).unwrap();
         m.alloc().unwrap();
         for _ in 0..SWAP_MAP_MAX {
             m.duplicate(1).unwrap();
