@@ -5,6 +5,7 @@
 //! expectation failed, 2 usage or input error.
 #![forbid(unsafe_code)]
 
+mod hwcheck;
 mod pte;
 mod scenarios;
 
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Build and explain raw page-table entries (swap PTEs, decode).
     Pte(pte::PteArgs),
+    /// Compare ptemu's page walk with the CPU's on random tables (needs /dev/kvm).
+    Hwcheck(hwcheck::HwcheckArgs),
     /// Run scenario files under their eras and check their expectations.
     Run(scenarios::RunArgs),
     /// Parse scenario files without running them.
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Pte(args) => pte::run(args),
+        Command::Hwcheck(args) => hwcheck::run(args),
         Command::Run(args) => scenarios::run(args),
         Command::Check(args) => scenarios::check(args),
         Command::Dump(args) => scenarios::dump(args),
