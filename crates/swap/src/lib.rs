@@ -35,6 +35,13 @@
 //!   fixture can assert `offset=1` for the first page swapped to an empty
 //!   device; the price is that offsets after frees may differ from a real
 //!   kernel's, which fixtures therefore must not compare across the two.
+//!   Measured on the host's 6.18 kernel (a fresh 64 MiB swap file, private
+//!   anonymous pages paged out with MADV_PAGEOUT, offsets read from
+//!   /proc/self/pagemap): pages paged out one after another got offsets 1,
+//!   2, 3, ..., and a slot freed by a write fault was handed out again to
+//!   the next page-out; lowest-first agrees in such simple sequences. It
+//!   can differ once several CPUs, full clusters or large folios are
+//!   involved.
 //! * **Count continuation.** Past SWAP_MAP_MAX (62) swap PTEs on one slot,
 //!   Linux chains COUNT_CONTINUED pages holding further digits. We return
 //!   [`SwapError::CountOverflow`] instead (never a wrap): reaching it takes a
