@@ -5,6 +5,7 @@
 //! expectation failed, 2 usage or input error.
 #![forbid(unsafe_code)]
 
+mod oracle;
 mod hwcheck;
 mod pte;
 mod scenarios;
@@ -33,6 +34,11 @@ enum Command {
     Check(scenarios::CheckArgs),
     /// Print a scenario's machine state at its end or after operation N.
     Dump(scenarios::DumpArgs),
+    /// Run scenarios on the host Linux kernel and compare every step with ptemu's 6.18 era.
+    Oracle(oracle::OracleArgs),
+    /// Internal: a scenario process of `ptemu oracle` (started by it, never by hand).
+    #[command(hide = true)]
+    OracleWorker,
 }
 
 fn main() -> ExitCode {
@@ -46,9 +52,11 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Pte(args) => pte::run(args),
-        Command::Hwcheck(args) => hwcheck::run(args),
         Command::Run(args) => scenarios::run(args),
         Command::Check(args) => scenarios::check(args),
         Command::Dump(args) => scenarios::dump(args),
+        Command::Hwcheck(args) => hwcheck::run(args),
+        Command::Oracle(args) => oracle::run(args),
+        Command::OracleWorker => oracle::worker(),
     }
 }

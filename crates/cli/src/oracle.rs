@@ -1,0 +1,77 @@
+//! `ptemu oracle FILE... [--json]`: each scenario on the host kernel and on
+//! ptemu's 6.18 era, compared step by step (crates/oracle, docs/oracle.md).
+//!
+//! Also the hidden `ptemu oracle-worker`: the process image the oracle runs
+//! as each scenario process on the host.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use oracle::{OracleError, Summary, WorkerCommand};
+
+/// Arguments of `ptemu oracle`.
+#[derive(clap::Args, Debug)]
+pub struct OracleArgs {
+    /// Scenario files (fixtures/*.scn).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Print a machine-readable report (JSON) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn fail(e: &OracleError) -> ExitCode {
+    eprintln!("ptemu oracle: {e}");
+    match e {
+        OracleError::Interrupted(sig) => ExitCode::from(128u8.saturating_add(*sig as u8)),
+        _ => ExitCode::from(2),
+    }
+}
+
+/// Runs `ptemu oracle`.
+pub fn run(args: OracleArgs) -> ExitCode {
+    // Every file is parsed before the machine is touched.
+    let mut plans = Vec::new();
+    for f in &args.files {
+        match oracle::load(f) {
+            Ok(p) => plans.push(p),
+            Err(e) => return fail(&e),
+        }
+    }
+    if let Err(e) = oracle::host_available() {
+        return fail(&e);
+    }
+    let program = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("ptemu oracle: cannot find the ptemu executable to run workers: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let worker = WorkerCommand { program, args: vec![OsString::from("oracle-worker")] };
+    let mut reports = Vec::new();
+    for plan in &plans {
+        match oracle::run_plan(plan, &worker) {
+            Ok(r) => reports.push(r),
+            Err(e) => return fail(&e),
+        }
+    }
+    let failed = reports.iter().any(|r| !r.disagreements.is_empty());
+    if args.json {
+        match serde_json::to_string_pretty(&Summary::new(reports)) {
+            Ok(s) => println!("{s}"),
+            Err(e) => return fail(&OracleError::Report(e.to_string())),
+        }
+    } else {
+        print!("{}", oracle::render_text(&reports));
+    }
+    ExitCode::from(u8::from(failed))
+}
+
+/// Runs the hidden `ptemu oracle-worker`; returns only when started by hand.
+pub fn worker() -> ExitCode {
+    let why = oracle::worker_main();
+    eprintln!("ptemu oracle-worker: {why}");
+    ExitCode::from(2)
+}
