@@ -12,10 +12,12 @@
 pub mod check;
 pub mod error;
 pub mod harness;
+pub mod loads;
 pub mod machine;
 pub mod vm;
 
 pub use error::KvmError;
 pub use harness::{HARNESS_FRAMES, HARNESS_PML4_SLOT, Harness, fetch_stub};
+pub use loads::LoadLoop;
 pub use machine::{HostFeatures, HwAccess, HwMachine, HwOutcome};
 pub use vm::{Exit, Vm};
