@@ -31,9 +31,10 @@ const PAGE_CLUSTER: &str = "/proc/sys/vm/page-cluster";
 const PAGE_CLUSTER_SAVE: &str = "/var/tmp/ptemu-oracle.page-cluster";
 /// How long to wait for another run to release the lock.
 const LOCK_WAIT: Duration = Duration::from_secs(60);
-/// Smallest swap file the kernel accepts comfortably (and the scenario's
-/// device sizes are at least two pages).
-const MIN_SWAP_BYTES: u64 = 1 << 20;
+/// Smallest swap file: the header page and one slot (the scenario
+/// language's minimum too). Sizes are mirrored exactly, since a full
+/// device changes what reclaim does.
+const MIN_SWAP_BYTES: u64 = 2 * 4096;
 
 /// Signal number that interrupted the run, 0 while none has.
 static SIGNALLED: AtomicI32 = AtomicI32::new(0);
@@ -207,6 +208,29 @@ impl Machine {
     /// The step cgroup with inode `ino`, if it is one of ours.
     pub(crate) fn step_cgroup(&self, ino: u64) -> Option<&Path> {
         self.steps.iter().find(|(_, i)| *i == ino).map(|(p, _)| p.as_path())
+    }
+
+    /// Whether every swap device of this run is full (from /proc/swaps:
+    /// used equals size), in which case reclaim legitimately leaves pages.
+    pub(crate) fn swap_full(&self) -> Result<bool, OracleError> {
+        let text =
+            fs::read_to_string("/proc/swaps").map_err(|e| OracleError::io("/proc/swaps", e))?;
+        let mut any = false;
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (Some(path), Some(size), Some(used)) = (cols.first(), cols.get(2), cols.get(3))
+            else {
+                continue;
+            };
+            if !self.swaps.iter().any(|(p, on)| *on && p.as_os_str() == *path) {
+                continue;
+            }
+            any = true;
+            if size != used {
+                return Ok(false);
+            }
+        }
+        Ok(any)
     }
 
     /// Reclaims everything charged to the step cgroup at `dir`.
