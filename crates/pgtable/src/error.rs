@@ -240,4 +240,7 @@ pub enum MapError {
     /// A bad entry value.
     #[error(transparent)]
     Entry(#[from] EntryError),
+    /// A bad address.
+    #[error(transparent)]
+    Addr(#[from] AddrError),
 }
