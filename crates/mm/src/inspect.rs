@@ -61,7 +61,46 @@ pub struct AnonVmaView {
     pub links: Vec<(Option<Pid>, u64)>,
 }
 
+/// One entry the hardware walk reads on its way from CR3 to a PTE.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct WalkEntry {
+    /// The table's level.
+    pub level: Level,
+    /// The table's frame.
+    pub table: Pfn,
+    /// The entry's index in the table.
+    pub index: usize,
+    /// The raw entry.
+    pub raw: u64,
+    /// What it means at that level in the machine's era.
+    pub kind: EntryKind,
+}
+
 impl Machine {
+    /// The entries a walk for `addr` in `pid` reads, PML4 first, down to
+    /// the PTE or to the first entry that points at no lower table.
+    pub fn walk_entries(&self, pid: Pid, addr: u64) -> Result<Vec<WalkEntry>, MmError> {
+        let va = pgtable::VirtAddr::new_truncate(addr);
+        let mut table = self.proc(pid)?.pml4;
+        let mut level = Level::Pml4;
+        let mut out = Vec::new();
+        loop {
+            let index = va.index(level);
+            let raw = self.read_slot(crate::table::slot_pa(table, index))?;
+            let kind = pgtable::decode(raw, level, self.format)?;
+            out.push(WalkEntry { level, table, index, raw, kind });
+            let leaf = matches!(level, Level::Pd | Level::Pdpt)
+                && raw & pgtable::entry::EntryFlags::PS.bits() != 0;
+            match (level.next_lower(), kind) {
+                (Some(lower), EntryKind::Present(_)) if !leaf => {
+                    table = Pfn((raw & pgtable::entry::ADDR_MASK) >> 12);
+                    level = lower;
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+
     /// The PTE for `addr` in `pid`.
     pub fn pte(&self, pid: Pid, addr: u64) -> Result<PteView, MmError> {
         let p = self.proc(pid)?;

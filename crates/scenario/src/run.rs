@@ -446,8 +446,21 @@ impl Runner {
     }
 
     fn dump_one(&self, pid: Pid, addr: u64) -> Result<String, MmError> {
+        let mut s = String::new();
+        for w in self.m.walk_entries(pid, addr)? {
+            let what = match w.kind.pfn() {
+                Some(p) if w.level != pgtable::Level::Pt => {
+                    format!("{} -> frame {p}", w.kind.name())
+                }
+                _ => w.kind.name().to_string(),
+            };
+            s.push_str(&format!(
+                "L{} table {} [{:3}] {:#018x} {what}\n",
+                w.level as u8, w.table, w.index, w.raw
+            ));
+        }
         let pte = self.m.pte(pid, addr)?;
-        let mut s = format!("{addr:#014x}: pte {:#018x} {}", pte.raw, pte.kind.name());
+        s.push_str(&format!("{addr:#014x}: pte {:#018x} {}", pte.raw, pte.kind.name()));
         match pte.kind {
             EntryKind::Swap(sw) => {
                 s.push_str(&format!(" type {} offset {:#x}", sw.swap_type, sw.offset));
