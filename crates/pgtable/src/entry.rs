@@ -131,17 +131,32 @@ pub const fn frame_mask(raw: u64, level: Level) -> u64 {
 /// address bits below the page size, bit 12 being PAT there).
 #[inline]
 pub const fn reserved_bits_set(raw: u64, level: Level, maxphyaddr: u8, nxe: bool) -> u64 {
-    let mut rsvd = ADDR_MASK & !((1u64 << maxphyaddr) - 1);
+    raw & (cpu_reserved_mask(maxphyaddr, nxe) | level_reserved_mask(raw, level))
+}
+
+/// Reserved bits that depend on the CPU only: MAXPHYADDR..51, and bit 63
+/// when EFER.NXE is off. A `maxphyaddr` of 52 or more reserves no address
+/// bit.
+#[inline]
+pub const fn cpu_reserved_mask(maxphyaddr: u8, nxe: bool) -> u64 {
+    let mut rsvd =
+        if maxphyaddr >= MAX_PHYS_ADDR_BITS { 0 } else { ADDR_MASK & !((1u64 << maxphyaddr) - 1) };
     if !nxe {
         rsvd |= EntryFlags::NX.bits();
     }
+    rsvd
+}
+
+/// Reserved bits that depend on the level and the entry's own PS bit: bit 7
+/// of a PML4E, the address bits below the page size of a large leaf.
+#[inline]
+pub const fn level_reserved_mask(raw: u64, level: Level) -> u64 {
     match level {
-        Level::Pml4 => rsvd |= EntryFlags::PS.bits(),
-        Level::Pdpt if raw & EntryFlags::PS.bits() != 0 => rsvd |= 0x3fff_e000,
-        Level::Pd if raw & EntryFlags::PS.bits() != 0 => rsvd |= 0x001f_e000,
-        _ => {}
+        Level::Pml4 => EntryFlags::PS.bits(),
+        Level::Pdpt if raw & EntryFlags::PS.bits() != 0 => 0x3fff_e000,
+        Level::Pd if raw & EntryFlags::PS.bits() != 0 => 0x001f_e000,
+        _ => 0,
     }
-    raw & rsvd
 }
 
 /// Checks a present entry's reserved bits (see [`reserved_bits_set`]).
@@ -245,6 +260,8 @@ mod tests {
         assert_eq!(reserved_bits_set(1 << 63 | 1, Level::Pt, 52, false), 1 << 63);
         assert_eq!(reserved_bits_set(1 << 63 | 1, Level::Pt, 52, true), 0);
         assert_eq!(check_reserved(1, Level::Pt, 0, true), Err(EntryError::BadMaxPhyAddr(0)));
+        // Out-of-range widths never panic.
+        assert_eq!(reserved_bits_set(1 << 51 | 1, Level::Pt, 200, true), 0);
         assert_eq!(
             check_reserved(0x83, Level::Pml4, 48, true),
             Err(EntryError::ReservedBits { raw: 0x83, level: 4, bits: 0x80 })

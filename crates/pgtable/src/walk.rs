@@ -26,7 +26,9 @@
 
 use crate::Level;
 use crate::addr::{MAX_PHYS_ADDR_BITS, PhysAddr, VirtAddr};
-use crate::entry::{ADDR_MASK, EntryFlags, frame_mask, is_leaf, pkey, reserved_bits_set};
+use crate::entry::{
+    ADDR_MASK, EntryFlags, cpu_reserved_mask, frame_mask, is_leaf, level_reserved_mask, pkey,
+};
 use crate::error::Fault;
 use crate::mem::PhysMem;
 
@@ -209,8 +211,10 @@ pub fn translate<M: PhysMem + ?Sized>(
     if cpu.maxphyaddr == 0 || cpu.maxphyaddr > MAX_PHYS_ADDR_BITS {
         return Err(Fault::BadMaxPhyAddr(cpu.maxphyaddr));
     }
+    // Reserved bits common to every level, computed once per translation.
+    let rsvd = cpu_reserved_mask(cpu.maxphyaddr, cpu.nxe);
     for _ in 0..MAX_WALK_RETRIES {
-        if let Step::Done(t) = walk_once(mem, cr3, va, access, cpu)? {
+        if let Step::Done(t) = walk_once(mem, cr3, va, access, cpu, rsvd)? {
             return Ok(t);
         }
     }
@@ -262,12 +266,14 @@ fn pkey_blocks(leaf: u64, p: &Permissions, access: Access, cpu: &CpuState) -> bo
     ad || (access == Access::Write && wd && (cpu.user || cpu.wp))
 }
 
+#[inline]
 fn walk_once<M: PhysMem + ?Sized>(
     mem: &mut M,
     cr3: PhysAddr,
     va: VirtAddr,
     access: Access,
     cpu: &CpuState,
+    rsvd: u64,
 ) -> Result<Step, Fault> {
     let mut table = cr3.as_u64() & ADDR_MASK;
     let mut level = Level::Pml4;
@@ -281,7 +287,7 @@ fn walk_once<M: PhysMem + ?Sized>(
         if raw & EntryFlags::PRESENT.bits() == 0 {
             return Err(fault(va, access, cpu, PfErrorCode::empty()));
         }
-        if reserved_bits_set(raw, level, cpu.maxphyaddr, cpu.nxe) != 0 {
+        if raw & (rsvd | level_reserved_mask(raw, level)) != 0 {
             // A reserved-bit violation is only detected in a present entry,
             // so P is always reported with RSVD.
             return Err(fault(va, access, cpu, PfErrorCode::RSVD | PfErrorCode::PRESENT));
