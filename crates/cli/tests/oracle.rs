@@ -244,3 +244,60 @@ fn bad_input_exits_2_before_touching_the_machine() {
     let out = run(&["oracle-worker"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+fn probe(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../oracle/tests/data").join(name)
+}
+
+/// The oracle's own probes (beyond fixtures/): every field agrees.
+#[test]
+fn probes_agree_with_the_kernel() {
+    if let Some(why) = unavailable() {
+        eprintln!("SKIPPED probes_agree_with_the_kernel: {why}");
+        return;
+    }
+    let _host = host_lock();
+    let pc = page_cluster();
+    let files: Vec<PathBuf> = [
+        "mixed.scn",
+        "two-devices.scn",
+        "full-device.scn",
+        "shared-swapcache.scn",
+        "fork-in-swapcache.scn",
+    ]
+    .iter()
+    .map(|n| probe(n))
+    .collect();
+    let out =
+        Command::new(ptemu()).arg("oracle").arg("--json").args(&files).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    for f in v["files"].as_array().expect("files") {
+        assert_eq!(f["steps"], f["steps_compared"], "{f}");
+        assert!(f["fields_compared"].as_u64().is_some_and(|n| n > 50), "{f}");
+    }
+    assert_eq!(v["disagreements"], 0);
+    assert_restored(&pc);
+}
+
+/// A step the kernel cannot do is reported and nothing after it compared.
+#[test]
+fn a_step_the_kernel_cannot_do_is_left_out() {
+    if let Some(why) = unavailable() {
+        eprintln!("SKIPPED a_step_the_kernel_cannot_do_is_left_out: {why}");
+        return;
+    }
+    let _host = host_lock();
+    let pc = page_cluster();
+    let out = run(&["oracle", probe("clash.scn").to_str().expect("utf-8 path")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("not compared: step 2 (line 6): kernel: [0x555555554000, 0x555555555000) collides with a mapping of the worker process itself"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("this step and the 1 after it are not compared"), "{stdout}");
+    assert!(stdout.contains("3 steps, 1 compared; 0 fields compared"), "{stdout}");
+    assert_restored(&pc);
+}
