@@ -50,56 +50,89 @@ impl Machine {
         Ok(Outcome::Done(child))
     }
 
-    /// `copy_page_range` for one VMA.
+    /// `copy_page_range` for one VMA: page table by page table, as
+    /// `copy_pte_range` does, so each table is found and allocated once.
     fn copy_page_range(&mut self, src_pml4: Pfn, dst_pml4: Pfn, vma: &Vma) -> Result<(), MmError> {
-        let mut entries = Vec::new();
-        self.for_each_pte(src_pml4, vma.start, vma.end, |va, pa, v| {
-            entries.push((va, pa, v));
-            Ok(())
-        })?;
-        for (va, src_slot, _) in entries {
-            let dst_slot = self.pte_alloc(dst_pml4, va, &[])?;
-            // Re-read: allocating the child's table may have reclaimed.
-            let pte = self.read_slot(src_slot)?;
-            match pgtable::decode(pte, Level::Pt, self.format)? {
-                EntryKind::None => {}
-                EntryKind::Swap(s) => {
-                    // copy_nonpresent_pte
-                    self.swap
-                        .swap_duplicate(crate::swap_state::swp_entry(s.swap_type, s.offset)?)?;
-                    let mut out = pte;
-                    if s.exclusive {
-                        let cleared = pgtable::encode_swap(
-                            pgtable::SwapPte { exclusive: false, ..s },
-                            self.format,
-                        )?;
-                        self.write_slot(src_slot, cleared)?;
-                        out = cleared;
+        const PMD_SIZE: u64 = 1 << 21;
+        let mut addr = vma.start;
+        while addr < vma.end {
+            let next = ((addr + PMD_SIZE) & !(PMD_SIZE - 1)).min(vma.end);
+            if let Some(first) = self.pte_slot(src_pml4, addr)? {
+                let n = ((next - addr) >> 12) as usize;
+                // Only allocate the child's table when there is something
+                // to copy into it.
+                let mut any = false;
+                for i in 0..n {
+                    if self.read_slot(crate::table::slot_add(first, i))? != 0 {
+                        any = true;
+                        break;
                     }
-                    self.write_slot(dst_slot, out)?;
                 }
-                EntryKind::Present(_) | EntryKind::ProtNone(_) => {
-                    // copy_present_pte
-                    let kind = pgtable::decode(pte, Level::Pt, self.format)?;
-                    if !pte_special(pte) {
-                        if let Some(pfn) = kind.pfn() {
-                            let d = self.pages.get_mut(pfn)?;
-                            if d.is_anon() {
-                                d.flags.remove(PageFlags::ANON_EXCLUSIVE);
-                            }
-                            d.refcount += 1;
-                            d.mapcount += 1;
+                if any {
+                    let dst_first = self.pte_alloc(dst_pml4, addr, &[])?;
+                    // Re-find the source: the allocation may have reclaimed.
+                    if let Some(src_first) = self.pte_slot(src_pml4, addr)? {
+                        for i in 0..n {
+                            self.copy_one_pte(
+                                crate::table::slot_add(src_first, i),
+                                crate::table::slot_add(dst_first, i),
+                            )?;
                         }
                     }
-                    // Private mappings are COW mappings: write-protect both.
-                    let mut child = pte;
-                    if pte & RW != 0 {
-                        self.write_slot(src_slot, pte & !RW)?;
-                        child &= !RW;
-                    }
-                    child &= !A;
-                    self.write_slot(dst_slot, child)?;
                 }
+            }
+            addr = next;
+        }
+        Ok(())
+    }
+
+    /// `copy_present_pte` / `copy_nonpresent_pte` for one entry.
+    fn copy_one_pte(
+        &mut self,
+        src_slot: pgtable::PhysAddr,
+        dst_slot: pgtable::PhysAddr,
+    ) -> Result<(), MmError> {
+        let pte = self.read_slot(src_slot)?;
+        if pte == 0 {
+            return Ok(());
+        }
+        match pgtable::decode(pte, Level::Pt, self.format)? {
+            EntryKind::None => {}
+            EntryKind::Swap(s) => {
+                self.swap.swap_duplicate(crate::swap_state::swp_entry(s.swap_type, s.offset)?)?;
+                let mut out = pte;
+                if s.exclusive {
+                    // Mark the swap entry as shared, in the parent too.
+                    let cleared = pgtable::encode_swap(
+                        pgtable::SwapPte { exclusive: false, ..s },
+                        self.format,
+                    )?;
+                    self.write_slot(src_slot, cleared)?;
+                    out = cleared;
+                }
+                self.write_slot(dst_slot, out)?;
+            }
+            kind @ (EntryKind::Present(_) | EntryKind::ProtNone(_)) => {
+                if !pte_special(pte) {
+                    if let Some(pfn) = kind.pfn() {
+                        let d = self.pages.get_mut(pfn)?;
+                        if d.is_anon() {
+                            // folio_try_dup_anon_rmap_pte: no longer exclusive.
+                            d.flags.remove(PageFlags::ANON_EXCLUSIVE);
+                        }
+                        d.refcount += 1;
+                        d.mapcount += 1;
+                    }
+                }
+                // Private mappings are COW mappings: write-protect both
+                // sides; the child's copy is old.
+                let mut child = pte;
+                if pte & RW != 0 {
+                    self.write_slot(src_slot, pte & !RW)?;
+                    child &= !RW;
+                }
+                child &= !A;
+                self.write_slot(dst_slot, child)?;
             }
         }
         Ok(())

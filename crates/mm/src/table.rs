@@ -22,6 +22,11 @@ pub(crate) fn slot_pa(table: Pfn, idx: usize) -> PhysAddr {
     Pfn(table.0).addr().checked_add(idx as u64 * 8).unwrap_or(table.addr())
 }
 
+/// The slot `i` entries after `first` in the same table.
+pub(crate) fn slot_add(first: PhysAddr, i: usize) -> PhysAddr {
+    first.checked_add(i as u64 * 8).unwrap_or(first)
+}
+
 fn index(va: u64, level: Level) -> usize {
     ((va >> level.shift()) & 0x1ff) as usize
 }
