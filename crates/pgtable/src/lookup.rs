@@ -90,3 +90,58 @@ pub fn entry_at<M: PhysMem + ?Sized>(
     let e1 = mem.read_u64(pa1)?;
     Ok(Leaf { level: Level::Pt, entry: e1, entry_pa: pa1 })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::FrameMem;
+
+    /// Tables written by hand, word by word: PML4 at frame 1, PDPT at 2,
+    /// PD at 3, PT at 4.
+    fn hand_tables() -> FrameMem {
+        let mut m = FrameMem::new(8);
+        let w =
+            |m: &mut FrameMem, pa: u64, v: u64| m.write_u64(PhysAddr::new(pa).unwrap(), v).unwrap();
+        w(&mut m, 0x1000, 0x2067); // PML4[0] -> PDPT
+        w(&mut m, 0x2000, 0x3067); // PDPT[0] -> PD
+        w(&mut m, 0x2008, 0x4000_00e7); // PDPT[1]: 1 GiB leaf
+        w(&mut m, 0x3000, 0x4067); // PD[0] -> PT
+        w(&mut m, 0x3008, 0x20_00e7); // PD[1]: 2 MiB leaf
+        w(&mut m, 0x3010, 0x20_0080); // PD[2]: PS without P
+        w(&mut m, 0x4008, 0x5067); // PT[1]: 4 KiB leaf
+        w(&mut m, 0x4010, 0x07FF_FFFF_FFFF_FC00); // PT[2]: swap entry
+        m
+    }
+
+    #[test]
+    fn each_level_ends_a_walk() {
+        let m = hand_tables();
+        let cr3 = PhysAddr::new(0x1000).unwrap();
+        let at = |v: u64| entry_at(&m, cr3, VirtAddr::new(v).unwrap()).unwrap();
+        let l = at(0x1abc);
+        assert_eq!((l.level, l.entry, l.entry_pa.as_u64()), (Level::Pt, 0x5067, 0x4008));
+        assert_eq!(l.pa(VirtAddr::new(0x1abc).unwrap()).as_u64(), 0x5abc);
+        let l = at(0x2000);
+        assert_eq!((l.level, l.entry, l.is_present()), (Level::Pt, 0x07FF_FFFF_FFFF_FC00, false));
+        let l = at(0x3f_ffff);
+        assert_eq!((l.level, l.page_size()), (Level::Pd, 1 << 21));
+        assert_eq!(l.pa(VirtAddr::new(0x3f_ffff).unwrap()).as_u64(), 0x3f_ffff);
+        assert_eq!(at(0x40_0000).level, Level::Pd);
+        assert!(!at(0x40_0000).is_present());
+        let l = at(0x7fff_ffff);
+        assert_eq!(
+            (l.level, l.pa(VirtAddr::new(0x7fff_ffff).unwrap()).as_u64()),
+            (Level::Pdpt, 0x7fff_ffff)
+        );
+        let l = at(0x80_0000_0000);
+        assert_eq!((l.level, l.entry, l.entry_pa.as_u64()), (Level::Pml4, 0, 0x1008));
+        // lookup: only present leaves.
+        assert!(lookup(&m, cr3, VirtAddr::new(0x2000).unwrap()).unwrap().is_none());
+        assert!(lookup(&m, cr3, VirtAddr::new(0x40_0000).unwrap()).unwrap().is_none());
+        assert!(lookup(&m, cr3, VirtAddr::new(0x1000).unwrap()).unwrap().is_some());
+        // CR3's low bits (PCID) are ignored.
+        let l =
+            entry_at(&m, PhysAddr::new(0x1fff).unwrap(), VirtAddr::new(0x1000).unwrap()).unwrap();
+        assert_eq!(l.entry, 0x5067);
+    }
+}

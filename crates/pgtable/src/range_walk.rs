@@ -228,3 +228,44 @@ where
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn va(v: u64) -> VirtAddr {
+        VirtAddr::new(v).unwrap()
+    }
+
+    #[test]
+    fn ranges() {
+        let r = VaRange::new(va(0x1000), 0x2000).unwrap();
+        assert_eq!((r.start(), r.len()), (va(0x1000), 0x2000));
+        assert!(VaRange::new(va(0x1000), 0).is_err());
+        assert!(VaRange::new(va(0x1001), 0x1000).is_err());
+        assert!(VaRange::new(va(0x1000), 0x1800).is_err());
+        // The whole lower half, and not one page more.
+        assert!(VaRange::new(va(0), 1 << 47).is_ok());
+        assert!(VaRange::new(va(0), (1 << 47) + 0x1000).is_err());
+        // The whole upper half.
+        let up = VaRange::new(va(0xffff_8000_0000_0000), 1 << 47).unwrap();
+        assert_eq!(up.start(), va(0xffff_8000_0000_0000));
+        assert!(VaRange::new(va(0xffff_ffff_ffff_f000), 0x2000).is_err());
+        assert!(VaRange::new(va(0), !0xfff).is_err());
+        let b = VaRange::from_bounds(va(0x2000), 0x5000).unwrap();
+        assert_eq!(b.len(), 0x3000);
+        assert!(VaRange::from_bounds(va(0x5000), 0x2000).is_err());
+    }
+
+    #[test]
+    fn classes() {
+        assert_eq!(classify(0, Level::Pt), SlotClass::None);
+        assert_eq!(classify(0x20, Level::Pt), SlotClass::NonPresent);
+        assert_eq!(classify(0x67, Level::Pt), SlotClass::Leaf);
+        assert_eq!(classify(0x67, Level::Pd), SlotClass::Table);
+        assert_eq!(classify(0xe7, Level::Pd), SlotClass::Leaf);
+        assert_eq!(classify(0xe7, Level::Pdpt), SlotClass::Leaf);
+        // Bit 7 in a PML4E is reserved, never a leaf: the walker follows it.
+        assert_eq!(classify(0xe7, Level::Pml4), SlotClass::Table);
+    }
+}

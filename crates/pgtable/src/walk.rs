@@ -357,3 +357,49 @@ fn walk_once<M: PhysMem + ?Sized>(
         }));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_sizes() {
+        for s in [PageSize::Size4K, PageSize::Size2M, PageSize::Size1G] {
+            assert_eq!(PageSize::of_level(s.level()), Some(s));
+            assert_eq!(s.bytes(), s.level().entry_span());
+        }
+        assert_eq!(PageSize::of_level(Level::Pml4), None);
+    }
+
+    #[test]
+    fn permission_table() {
+        let user_rw = Permissions { writable: true, user: true, nx: false };
+        let user_ro = Permissions { writable: false, ..user_rw };
+        let sup_ro = Permissions { user: false, ..user_ro };
+        let u = CpuState::default();
+        let k = CpuState { user: false, ..u };
+        assert!(permitted(&user_rw, Access::Write, &u));
+        assert!(!permitted(&user_ro, Access::Write, &u));
+        assert!(!permitted(&sup_ro, Access::Read, &u));
+        assert!(!permitted(&sup_ro, Access::Write, &k));
+        assert!(permitted(&sup_ro, Access::Write, &CpuState { wp: false, ..k }));
+        assert!(!permitted(&user_rw, Access::Read, &CpuState { smap: true, ..k }));
+        assert!(permitted(&user_rw, Access::Read, &CpuState { smap: true, ac: true, ..k }));
+        assert!(!permitted(&user_rw, Access::Fetch, &CpuState { smep: true, ..k }));
+        assert!(!permitted(&Permissions { nx: true, ..user_rw }, Access::Fetch, &u));
+    }
+
+    #[test]
+    fn error_code_bits() {
+        let va = VirtAddr::new(0x1000).unwrap();
+        let code = |access, cpu: &CpuState, base| match fault(va, access, cpu, base) {
+            Fault::PageFault(pf) => pf.error_code.bits(),
+            _ => u32::MAX,
+        };
+        let u = CpuState::default();
+        assert_eq!(code(Access::Write, &u, PfErrorCode::PRESENT), 0x7);
+        assert_eq!(code(Access::Fetch, &u, PfErrorCode::empty()), 0x14);
+        assert_eq!(code(Access::Fetch, &CpuState { nxe: false, ..u }, PfErrorCode::empty()), 0x4);
+        assert_eq!(code(Access::Read, &CpuState { user: false, ..u }, PfErrorCode::PK), 0x20);
+    }
+}
