@@ -290,3 +290,98 @@ fn range_walk_visits_each_table_once() {
     assert_eq!(c.per_level, [0, 1024, 3, 1, 1]);
     assert_eq!(fr.in_use(Pfn(1)), 6);
 }
+
+mod model {
+    //! Random map/unmap sequences against a model of what is mapped.
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Map { va: u64, size: PageSize, count: u64, pfn: u64 },
+        Unmap { va: u64, len: u64 },
+    }
+
+    fn size_of(k: u8) -> PageSize {
+        match k {
+            0..=5 => PageSize::Size4K,
+            6..=8 => PageSize::Size2M,
+            _ => PageSize::Size1G,
+        }
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let addr =
+            (0u64..4, 0u64..4, 0u64..512).prop_map(|(g, m, p)| (g << 30) | (m << 21) | (p << 12));
+        prop_oneof![
+            3 => (addr.clone(), 0u8..10, 1u64..6, 0u64..1000).prop_map(|(va, k, n, pfn)| {
+                let size = size_of(k);
+                let va = va & !(size.bytes() - 1);
+                let count = if size == PageSize::Size1G { 1 } else { n };
+                Op::Map { va, size, count, pfn: pfn * (size.bytes() >> 12) }
+            }),
+            2 => (addr, 1u64..2048).prop_map(|(va, pages)| Op::Unmap { va, len: pages << 12 }),
+        ]
+    }
+
+    /// start -> (end, first pfn, page size): what the model says is mapped.
+    type Model = BTreeMap<u64, (u64, u64, u64)>;
+
+    fn overlapping(m: &Model, s: u64, e: u64) -> Vec<(u64, (u64, u64, u64))> {
+        m.iter().filter(|(a, v)| **a < e && v.0 > s).map(|(a, v)| (*a, *v)).collect()
+    }
+
+    fn expected_pa(m: &Model, v: u64) -> Option<u64> {
+        let (start, (end, pfn, _)) = m.range(..=v).next_back()?;
+        (v < *end).then(|| (pfn << 12) + (v - start))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #[test]
+        fn mapper_matches_model(ops in proptest::collection::vec(op(), 1..40)) {
+            let (mut mem, mut fr, root) = setup(4096);
+            let mut model = Model::new();
+            for op in &ops {
+                match *op {
+                    Op::Map { va: v, size, count, pfn } => {
+                        let end = v + count * size.bytes();
+                        let clash = !overlapping(&model, v, end).is_empty();
+                        let r = map_range(&mut mem, &mut fr, root, va(v), Pfn(pfn), count, size, FLAGS);
+                        prop_assert_eq!(r.is_ok(), !clash, "{:?} -> {:?}", op, r);
+                        if r.is_ok() {
+                            for i in 0..count {
+                                let s = v + i * size.bytes();
+                                model.insert(s, (s + size.bytes(), pfn + i * (size.bytes() >> 12), size.bytes()));
+                            }
+                        }
+                    }
+                    Op::Unmap { va: v, len } => {
+                        let end = v + len;
+                        let hit = overlapping(&model, v, end);
+                        let partial = hit.iter().any(|(s, (e, _, sz))| *sz > 4096 && (*s < v || *e > end));
+                        let mut n = 0;
+                        let r = unmap(&mut mem, &mut fr, root, VaRange::new(va(v), len).unwrap(), |_| n += 1);
+                        prop_assert_eq!(r.is_ok(), !partial, "{:?} -> {:?}", op, r);
+                        if r.is_ok() {
+                            prop_assert_eq!(n, hit.len());
+                            for (s, _) in hit {
+                                model.remove(&s);
+                            }
+                        }
+                    }
+                }
+                // Every mapping's ends, and probes around them, agree.
+                for (&s, &(e, _, _)) in &model {
+                    for v in [s, e - 1, s.saturating_sub(1), e] {
+                        let got = lookup(&mem, root, va(v)).unwrap().map(|l| l.pa(va(v)).as_u64());
+                        prop_assert_eq!(got, expected_pa(&model, v), "at {:#x}", v);
+                    }
+                }
+            }
+            unmap(&mut mem, &mut fr, root, VaRange::new(va(0), 1 << 47).unwrap(), |_| {}).unwrap();
+            prop_assert_eq!(fr.in_use(Pfn(1)), 1, "all tables freed");
+        }
+    }
+}
