@@ -511,6 +511,10 @@ impl Parser<'_> {
             _ => {
                 let s = cur.size("a swap size (e.g. 64M)")?;
                 check_pages(cur, &s, "swap size", limits::MIN_SWAP, limits::MAX_SWAP)?;
+                let total: u64 = self.swaps.iter().map(|x| x.value).sum::<u64>() + s.value;
+                if total > limits::MAX_SWAP {
+                    return Err(cur.limit(s.pos, "total swap size", total, 0, limits::MAX_SWAP));
+                }
                 cur.finish()?;
                 if self.swaps.len() >= limits::MAX_SWAP_DEVICES {
                     return Err(Error::TooMany {
@@ -1052,7 +1056,7 @@ expect A 0x10 present pte=0x000FFFFFFFFFF160^pfn
         );
         assert_eq!(
             err("memory 1024G\n"),
-            "t.scn:1:8: memory size 0x10000000000 is outside the limit 0x40000..=0x40000000"
+            "t.scn:1:8: memory size 0x10000000000 is outside the limit 0x40000..=0x10000000"
         );
         assert_eq!(
             err("spawn A\nmemory 1M\n"),
@@ -1085,6 +1089,10 @@ expect A 0x10 present pte=0x000FFFFFFFFFF160^pfn
             "t.scn:2:15: length 0x0 is outside the limit 0x1..=0x40000000"
         );
         assert_eq!(err("swap 10K\n"), "t.scn:1:6: swap size 0x2800 is not a multiple of 4K");
+        assert_eq!(
+            err("swap 200M\nswap 100M\n"),
+            "t.scn:2:6: total swap size 0x12c00000 is outside the limit 0x0..=0x10000000"
+        );
         assert_eq!(
             err("rcu-grace-period now\n"),
             "t.scn:1:18: expected end of line, found \"now\""

@@ -66,6 +66,9 @@ pub fn render_run(file: &str, run: &EraRun) -> String {
                         p.mapped_by.join(" ")
                     );
                 }
+                if state.omitted > 0 {
+                    let _ = writeln!(s, "          ({} more addresses not shown)", state.omitted);
+                }
                 let _ = writeln!(s, "          live anon_vmas: [{}]", state.anon_vmas.join(" "));
                 last_state = Some(state.clone());
             }

@@ -88,6 +88,9 @@ pub struct StateSummary {
     /// One line per page: mapped at an address the scenario names, or in
     /// the swap cache.
     pub pages: Vec<PageSummary>,
+    /// Addresses the scenario names that were not looked at because the
+    /// summary already shows [`limits::SUMMARY_PAGES`] pages.
+    pub omitted: usize,
     /// Live anon_vmas, each with the process it was made for: `av1(A)`.
     pub anon_vmas: Vec<String>,
 }
@@ -511,7 +514,12 @@ impl Runner {
 
     fn summary(&self) -> StateSummary {
         let mut pages: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        let mut omitted = 0usize;
         for (name, addr) in &self.touched {
+            if pages.len() >= limits::SUMMARY_PAGES {
+                omitted += 1;
+                continue;
+            }
             let Some(&pid) = self.names.get(name) else { continue };
             if !self.m.process_exists(pid) {
                 continue;
@@ -550,7 +558,7 @@ impl Runner {
                 None => av.id,
             })
             .collect();
-        StateSummary { pages: out, anon_vmas }
+        StateSummary { pages: out, omitted, anon_vmas }
     }
 
     fn describe_violation(&self, v: &Violation) -> String {
