@@ -4,6 +4,7 @@
 //! costs no time; a parse error prints `file:line:col: ...` and exits 2.
 //! `run` exits 1 when any expectation of any era fails.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -194,6 +195,7 @@ pub fn dump(args: DumpArgs) -> ExitCode {
     match machine.dump(None) {
         Ok(text) => {
             let _ = write!(out, "{text}");
+            let _ = write!(out, "{}", walks(&machine));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -201,4 +203,37 @@ pub fn dump(args: DumpArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The upper levels of every process's tables, which mm's dump lists by
+/// frame only: for the first page of each VMA, each entry the walk reads
+/// from CR3 down, raw and decoded.
+fn walks(m: &mm::Machine) -> String {
+    let mut s = String::from("walks (first page of each VMA):\n");
+    for pid in m.processes() {
+        let Ok(vmas) = m.vmas(pid) else { continue };
+        for v in vmas {
+            let _ = writeln!(s, "  process {pid} {:#x}:", v.start);
+            match m.walk_entries(pid, v.start) {
+                Ok(entries) => {
+                    for w in entries {
+                        let _ = writeln!(
+                            s,
+                            "    L{} table {} [{:3}] {:#018x} {}{}",
+                            w.level as u8,
+                            w.table,
+                            w.index,
+                            w.raw,
+                            w.kind.name(),
+                            w.kind.pfn().map_or(String::new(), |p| format!(" frame {p}"))
+                        );
+                    }
+                }
+                Err(e) => {
+                    let _ = writeln!(s, "    walk failed: {e}");
+                }
+            }
+        }
+    }
+    s
 }
