@@ -5,9 +5,27 @@
 //! PROT_NONE), the hardware walk with its permission checks, #PF error codes
 //! and Accessed/Dirty updates, and a range mapper driven by one generic walker.
 //!
-//! It deliberately knows nothing of processes, VMAs or Linux's policies: it
-//! reads and writes 64-bit words through [`PhysMem`] and gets table frames
-//! from a [`FrameSource`].
+//! Where things are:
+//! - [`addr`]: `VirtAddr` (canonical), `PhysAddr`, `Pfn`, per-level indices.
+//! - [`entry`]: [`EntryFlags`] (every bit), frame masks, reserved bits per
+//!   level and MAXPHYADDR.
+//! - [`entry_kind`]: [`decode`] / [`encode`] — the one place that decides
+//!   none / present / swap / PROT_NONE, in Linux's classic (2.6.x) or L1TF
+//!   layout ([`EntryFormat`]).
+//! - [`walk`]: [`translate`], the CPU's walk (checks, error code, A/D).
+//! - [`mod@lookup`]: [`fn@lookup`] / [`entry_at`], the side-effect-free fast path.
+//! - [`range_walk`]: [`walk_range`], the generic walker, and its [`Visitor`].
+//! - [`mapper`]: map / unmap / protect / iteration / `pte_alloc`, each a
+//!   visitor of `walk_range`.
+//! - [`mem`]: the [`PhysMem`] and [`FrameSource`] traits and simple
+//!   implementations ([`FrameMem`], a byte slice, [`BumpFrames`]).
+//!
+//! It deliberately knows nothing of processes, VMAs, page descriptors or
+//! Linux's policies (when to COW, what to swap): it reads and writes 64-bit
+//! words through [`PhysMem`], gets table frames from a [`FrameSource`], and
+//! leaves the meaning of a non-present entry to [`decode`]. It does not
+//! model TLBs, 5-level paging, shadow stacks, or huge-page splitting (a
+//! range that covers part of a huge entry is refused, not split).
 #![forbid(unsafe_code)]
 
 pub mod addr;
