@@ -13,8 +13,7 @@
 //!   than a software interrupt because it works the same from both rings
 //!   under every hypervisor (PVM refuses `int n` from ring 3);
 //! * port 0x0e: #PF (RSI = error code, RDX = CR2);
-//! * port 0xef: another exception (AL = vector);
-//! * port 0x82: the benchmark loop finished.
+//! * port 0xef: another exception (AL = vector).
 
 use pgtable::{PAGE_SIZE, Pfn, PhysAddr, PhysMem, VirtAddr};
 use phys::PhysMemory;
@@ -134,19 +133,21 @@ const fn other_handler(v: u8) -> [u8; 5] {
     [0xb0, v /* mov al, v */, 0xe6, 0xef /* out 0xef, al */, 0xf4 /* hlt */]
 }
 const OFF_BENCH: u64 = 0x400;
-/// Benchmark loop: RSI = address array, RCX = loads (>= 1), RBX = index mask
-/// (array length - 1). Load i reads the address array[i & mask] points at.
-const BENCH: [u8; 26] = [
+/// Benchmark loop, in both code pages: RSI = address array, RBP = loads
+/// (>= 1), R15 = index mask (array length - 1). Load i reads the address
+/// array[i & mask] points at; the final `ud2` reports through #UD. Run
+/// through the entry routine (RCX = this loop), so the same loop runs in
+/// ring 0 or ring 3.
+const BENCH: [u8; 25] = [
     0x31, 0xd2, //             xor  edx, edx
     0x48, 0x89, 0xd0, //  .l:  mov  rax, rdx
-    0x48, 0x21, 0xd8, //       and  rax, rbx
+    0x4c, 0x21, 0xf8, //       and  rax, r15
     0x48, 0x8b, 0x04, 0xc6, // mov  rax, [rsi+rax*8]
     0x48, 0x8b, 0x00, //       mov  rax, [rax]            ; the measured load
     0x48, 0xff, 0xc2, //       inc  rdx
-    0x48, 0x39, 0xca, //       cmp  rdx, rcx
+    0x48, 0x39, 0xea, //       cmp  rdx, rbp
     0x75, 0xeb, //             jne  .l
-    0xe6, 0x82, //             out  0x82, al
-    0xf4, //                   hlt
+    0x0f, 0x0b, //             ud2
 ];
 
 /// Port the harness writes when an access completed.
@@ -155,8 +156,6 @@ pub const PORT_DONE: u16 = 0x81;
 pub const PORT_PF: u16 = 0x0e;
 /// Port other exception handlers write (AL = vector).
 pub const PORT_OTHER: u16 = 0xef;
-/// Port the benchmark loop writes when done.
-pub const PORT_BENCH: u16 = 0x82;
 
 /// The 8-byte instruction word planted where a fetch should land:
 /// `mov eax, tag; ud2; nop`, so a completed fetch reports `tag` in EAX.
@@ -288,6 +287,7 @@ impl Harness {
             put(kc + OFF_OTHER + 8 * v as u64, &other_handler(v))?;
         }
         put(kc + OFF_BENCH, &BENCH)?;
+        put(uc + OFF_BENCH, &BENCH)?;
         Ok(h)
     }
 
@@ -310,10 +310,14 @@ impl Harness {
         HARNESS_VA + PG_KCODE * PAGE_SIZE
     }
 
-    /// Linear address of the benchmark loop.
-    pub fn bench_entry(&self) -> u64 {
-        HARNESS_VA + PG_KCODE * PAGE_SIZE + OFF_BENCH
+    /// Linear address of the benchmark loop in the ring-0 or ring-3 page.
+    pub fn bench_routine(&self, user: bool) -> u64 {
+        let page = if user { PG_UCODE } else { PG_KCODE };
+        HARNESS_VA + page * PAGE_SIZE + OFF_BENCH
     }
+
+    /// Offset of the `ud2` ending the benchmark loop.
+    pub const BENCH_UD2_OFFSET: u64 = 0x17;
 
     /// Offset of the `ud2` that ends each data-access routine.
     pub const UD2_OFFSET: u64 = 3;
@@ -411,7 +415,7 @@ impl Harness {
     }
 
     /// Maps `pages` 2 MiB pages of physical memory from `first` (2 MiB
-    /// aligned) supervisor-readable, after any buffer mapped before, and
+    /// aligned) readable from both rings, after any buffer mapped before, and
     /// returns their linear address. For the benchmark's address array.
     pub fn map_buffer(
         &mut self,
@@ -434,7 +438,7 @@ impl Harness {
         let slot0 = 1 + self.buffers;
         for i in 0..pages {
             let slot = pa(self.frame(PG_PD) + 8 * (slot0 + i))?;
-            m.write_u64(slot, (first.as_u64() + i * big) | P | PS | ACC)?;
+            m.write_u64(slot, (first.as_u64() + i * big) | P | US | PS | ACC)?;
         }
         self.buffers += pages;
         Ok(HARNESS_VA + slot0 * big)

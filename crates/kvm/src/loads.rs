@@ -1,8 +1,8 @@
 //! The guest as a benchmark: a loop of loads through ptemu-built tables,
 //! timed from the host, for the hardware's walk speed beside ptemu's.
 //!
-//! The guest runs `mov rax, [array[i & mask]]` for i in 0..loads, in ring 0
-//! with CR3 at the caller's PML4 (reloaded once before the loop), so with
+//! The guest runs `mov rax, [array[i & mask]]` for i in 0..loads, in ring 3
+//! or ring 0, with CR3 at the caller's PML4 (reloaded once before the loop), so with
 //! more pages than the TLB holds most loads miss the TLB and walk. The time
 //! is the wall time of the KVM_RUN that ran the loop, so it includes one VM
 //! entry and exit (microseconds), which the loop length amortises.
@@ -69,10 +69,11 @@ impl LoadLoop {
         Ok(Self { machine, array_va, mask: n as u64 - 1 })
     }
 
-    /// Runs `loads` loads and returns the time they took.
-    pub fn run(&mut self, loads: u64) -> Result<Duration, KvmError> {
+    /// Runs `loads` loads, in ring 3 when `user` (the tables must then map
+    /// the addresses user-accessible) or ring 0, and returns their time.
+    pub fn run(&mut self, loads: u64, user: bool) -> Result<Duration, KvmError> {
         let cpu = CpuState {
-            user: false,
+            user,
             maxphyaddr: self.machine.features().maxphyaddr,
             ..CpuState::default()
         };

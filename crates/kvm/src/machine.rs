@@ -6,8 +6,8 @@ use phys::PhysMemory;
 
 use crate::error::KvmError;
 use crate::harness::{
-    HARNESS_FRAMES, Harness, KERNEL_CS, KERNEL_DS, MAX_TABLE_WRITES, PORT_BENCH, PORT_DONE,
-    PORT_OTHER, PORT_PF, Routine, TSS_SEL, is_harness_address,
+    HARNESS_FRAMES, Harness, KERNEL_CS, KERNEL_DS, MAX_TABLE_WRITES, PORT_DONE, PORT_OTHER,
+    PORT_PF, Routine, TSS_SEL, is_harness_address,
 };
 use crate::vm::{Exit, Vm};
 
@@ -425,8 +425,9 @@ impl HwMachine {
 
     /// Runs the guest's benchmark loop: `loads` loads, load i from the
     /// address in `array_va[i & mask]` (an array mapped with
-    /// [`HwMachine::map_buffer`]), with CR3 reloaded first. Returns the wall
-    /// time of the KVM_RUN that executed them.
+    /// [`HwMachine::map_buffer`]), in ring 3 when `cpu.user`, else ring 0,
+    /// with CR3 reloaded first. Returns the wall time of the KVM_RUN that
+    /// executed them.
     pub fn run_loads(
         &mut self,
         cpu: &CpuState,
@@ -438,28 +439,44 @@ impl HwMachine {
             return Ok(std::time::Duration::ZERO);
         }
         self.load_cpu(cpu)?;
+        let mut m: &PhysMemory = self.vm.mem();
+        let mb = PhysAddr::new(self.harness.mailbox_pa())
+            .map_err(|_| KvmError::OutsideWindow(self.harness.pml4()))?;
+        m.write_u64(mb, 0)?;
+        let routine = self.harness.bench_routine(cpu.user);
         let regs = kvm_regs {
-            rip: self.harness.bench_entry(),
+            rip: self.harness.entry(),
             rsp: self.harness.kernel_stack_top(),
             rflags: RFLAGS_FIXED,
+            rdi: array_va,
             rsi: array_va,
-            rcx: loads,
-            rbx: mask,
+            rbp: loads,
+            r15: mask,
+            rcx: routine,
+            r8: u64::from(cpu.user),
+            r9: self.harness.user_stack_top(),
+            r10: RFLAGS_FIXED,
+            r11: self.harness.mailbox_va(),
             ..Default::default()
         };
         self.vm.set_regs(&regs)?;
         let t = std::time::Instant::now();
         let exit = self.vm.run()?;
         let d = t.elapsed();
+        let r = self.vm.regs()?;
         match exit {
-            Exit::Out { port } if port == PORT_BENCH => Ok(d),
-            Exit::Out { port } if port == PORT_PF => {
-                let r = self.vm.regs()?;
-                Err(KvmError::UnexpectedExit(format!(
-                    "#PF in the load loop at {:#x}, error code {:#x}",
-                    r.rdx, r.rsi
-                )))
+            Exit::Out { port } if port == PORT_DONE => {
+                let rip = self.frame_rip(r.rsp)?;
+                if rip == routine + Harness::BENCH_UD2_OFFSET {
+                    Ok(d)
+                } else {
+                    Err(KvmError::UnexpectedExit(format!("#UD in the load loop at {rip:#x}")))
+                }
             }
+            Exit::Out { port } if port == PORT_PF => Err(KvmError::UnexpectedExit(format!(
+                "#PF in the load loop at {:#x}, error code {:#x}",
+                r.rdx, r.rsi
+            ))),
             other => {
                 self.loaded = None;
                 Err(KvmError::UnexpectedExit(format!("{other:?}")))
