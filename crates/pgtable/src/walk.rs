@@ -305,11 +305,8 @@ fn walk_once<M: PhysMem + ?Sized>(
                 }
             }
             table = raw & ADDR_MASK;
-            level = match level.next_lower() {
-                Some(l) => l,
-                // is_leaf is always true at level 1.
-                None => return Ok(Step::Retry),
-            };
+            // Level 1 entries are always leaves, so there is a lower level.
+            level = level.next_lower().unwrap_or(Level::Pt);
             continue;
         }
 
@@ -343,10 +340,8 @@ fn walk_once<M: PhysMem + ?Sized>(
                 return Ok(Step::Retry);
             }
         }
-        let page_size = match PageSize::of_level(level) {
-            Some(s) => s,
-            None => return Ok(Step::Retry),
-        };
+        // A PML4E is never a leaf, so the level maps a page size.
+        let page_size = PageSize::of_level(level).unwrap_or(PageSize::Size4K);
         let pa = (raw & frame_mask(raw, level)) | (va.as_u64() & (page_size.bytes() - 1));
         return Ok(Step::Done(Translation {
             pa: PhysAddr::new_truncate(pa),
