@@ -129,6 +129,9 @@ where
     F: FrameSource + ?Sized,
 {
     let bytes = size.bytes();
+    if count == 0 {
+        return Err(MapError::BadRange { start: va.as_u64(), len: 0 });
+    }
     if !va.is_aligned(bytes) {
         return Err(MapError::Misaligned { addr: va.as_u64(), size: bytes });
     }

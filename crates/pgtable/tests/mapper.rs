@@ -101,6 +101,8 @@ fn map_refusals_change_nothing() {
         FLAGS | EntryFlags::PAT_LARGE,
     );
     assert_eq!(r, Err(MapError::BadFlags(0x1007)));
+    let r = map_range(&mut mem, &mut fr, root, va(0x60_0000), Pfn(1), 0, PageSize::Size4K, FLAGS);
+    assert_eq!(r, Err(MapError::BadRange { start: 0x60_0000, len: 0 }));
     let r = map(&mut mem, &mut fr, root, va(0x60_0000), Pfn(1 << 40), PageSize::Size4K, FLAGS);
     assert_eq!(r, Err(MapError::PfnRange { pfn: 1 << 40, count: 1 }));
     let r = map_range(
