@@ -19,10 +19,14 @@
 //! every A and D bit as it was. This is what the CPU does as KVM presents it
 //! (`ptemu hwcheck` compares the two entry for entry), what KVM's own guest
 //! walker (arch/x86/kvm/mmu/paging_tmpl.h) and Bochs's paging.cc do, and
-//! what KVM's authors describe as Intel processors' behaviour ("first
-//! perform the page table walk, then, if the walk was successful, ...
-//! update the accessed and dirty bits"). QEMU's `mmu_translate` differs: it
-//! sets A on each table entry as it descends, before the checks below it.
+//! what KVM's comments attribute to Intel processors: the walk completes
+//! first, and only a successful one updates the flags. QEMU's
+//! `mmu_translate` differs: it sets A on each table entry as it descends,
+//! before the checks below it.
+//!
+//! Vendor differences are not modelled: the walk follows Intel, where bit 8
+//! of a PML4E is ignored; AMD reserves it (measured by `ptemu hwcheck` on an
+//! EPYC host). 1 GiB pages are assumed supported.
 
 use crate::Level;
 use crate::addr::{MAX_PHYS_ADDR_BITS, PhysAddr, VirtAddr};
