@@ -656,6 +656,9 @@ impl Runner {
         }
         if let Some(segv) = &last.segv {
             if !segv_expected {
+                if let Some(r) = op_record.and_then(|i| run.steps.get_mut(i)) {
+                    r.failed = true;
+                }
                 run.failures.push(Failure {
                     line: op_pos.line,
                     col: op_pos.col,
