@@ -17,6 +17,24 @@
 //! Linux's /proc formats. SIGSEGV and oopses are [`Outcome`]s, not errors:
 //! the machine stays usable after either.
 //!
+//! # What each era does where
+//!
+//! | point | 2.6.33 | 2.6.34-rc3 / seed / 2.6.34 / 2.6.36 | 6.18 |
+//! |---|---|---|---|
+//! | read fault on none | zero page, `pte_mkspecial`: `0x8000000000000225`\|pfn (rx: no NX) | same | same |
+//! | write fault on none | new zeroed page `0x8000000000000067`\|pfn, LRU active | same | same, LRU inactive, PageAnonExclusive |
+//! | write to read-only anon page | reuse if `reuse_swap_page` (mapcount + swap count <= 1), no mapping move | reuse as 2.6.33 plus `page_move_anon_rmap` | reuse if PageAnonExclusive or refcount 1 after freeing an unneeded swap cache (`wp_can_reuse_anon_folio`) |
+//! | reuse PTE | orig \| A \| D \| RW | same | same |
+//! | copy PTE | new page `0x8000000000000067`\|pfn | same | same |
+//! | fork, present | both RW cleared, child A cleared, mapcount/refcount +1 | same | same, PageAnonExclusive cleared |
+//! | fork, swap | `swap_duplicate` | same | same, exclusive bit cleared in parent and child |
+//! | reclaim | swap PTE classic (type bits 1..5, offset from bit 9) | same | L1TF layout, exclusive bit when PageAnonExclusive |
+//! | swap-in, read | `0x8000000000000025`\|pfn, swap cache kept unless swap > half full | same | writable (not dirty) and exclusive if the swap PTE was exclusive or nobody else holds the page |
+//! | swap-in, write | reuse_swap_page: dirty, writable, swap cache dropped | same | swap cache dropped when only it and the fault hold the page; dirty, writable, exclusive |
+//! | first mapping's anon_vma | rmap's era switch ([`rmap::FirstMapAnonVma`]) | | |
+//! | mprotect(PROT_NONE) | `pte_modify`: pfn \| A \| D \| PROTNONE (0x160) | same | pfn stored inverted (L1TF) |
+//! | mprotect back to rw | read-only until the next write fault | same | exclusive anon pages made writable at once |
+//!
 //! What it does not do: file mappings, shared anonymous mappings, huge
 //! pages, VMA merging, swap readahead, NUMA hinting, KSM, mlock.
 #![forbid(unsafe_code)]
@@ -42,7 +60,7 @@ pub mod views;
 pub use check::{InvariantKind, Subject, Violation};
 pub use config::MachineConfig;
 pub use error::MmError;
-pub use inspect::{AnonVmaView, PteView, SlotView};
+pub use inspect::{AnonVmaView, PteView, SlotView, WalkEntry};
 pub use machine::{Machine, TASK_SIZE};
 pub use outcome::{Oops, OopsKind, Outcome, Segv, SegvCode};
 pub use process::{Pid, Process, Vma};

@@ -70,8 +70,7 @@ impl Machine {
         let mut frames = FrameAllocator::new(&mut pages);
         let zero_pfn = frames.alloc(0, &mut pages)?;
         mem.zero_frame(zero_pfn)?;
-        pages.get_mut(zero_pfn)?.flags =
-            PageFlags::RESERVED | PageFlags::ZERO_PAGE | PageFlags::UPTODATE;
+        pages.get_mut(zero_pfn)?.flags = PageFlags::RESERVED | PageFlags::ZERO_PAGE;
         let format = match cfg.semantics.swap_pte_format {
             SwapPteFormat::Classic => EntryFormat::Classic,
             SwapPteFormat::L1tf => EntryFormat::L1tf,

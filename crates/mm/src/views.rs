@@ -63,6 +63,10 @@ pub mod kpf {
     pub const PGTABLE: u32 = 26;
     /// KPF_RESERVED (a "kernel hacking" flag, always reported).
     pub const RESERVED: u32 = 32;
+    /// KPF_MAPPEDTODISK: in 6.x PG_anon_exclusive is the same bit.
+    pub const MAPPEDTODISK: u32 = 34;
+    /// KPF_OWNER_PRIVATE: in 6.x PG_swapcache is the same bit.
+    pub const OWNER_PRIVATE: u32 = 37;
 }
 
 impl Machine {
@@ -161,6 +165,18 @@ impl Machine {
         }
         if pfn == self.zero_pfn {
             out |= bit(kpf::ZERO_PAGE);
+        }
+        // 6.x keeps PG_swapcache in PG_owner_priv_1 and PG_anon_exclusive
+        // in PG_mappedtodisk, and kpageflags reports the raw bits too (seen
+        // on the host: a swap-cache page shows bit 37, an exclusive anon
+        // page bit 34).
+        if self.sem.anon_exclusive {
+            if f.contains(PageFlags::SWAPCACHE) {
+                out |= bit(kpf::OWNER_PRIVATE);
+            }
+            if f.contains(PageFlags::ANON_EXCLUSIVE) {
+                out |= bit(kpf::MAPPEDTODISK);
+            }
         }
         Ok(out)
     }
