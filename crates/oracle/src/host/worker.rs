@@ -237,7 +237,13 @@ fn serve(mut chan: Channel, argv: &[std::ffi::CString]) -> String {
             op::FORK => match passed {
                 None => Msg::new(op::ERR, [libc::EINVAL as u64, 0, 0, 0]),
                 Some(fd) => match do_fork(fd) {
-                    Ok(Some(child)) => Msg::new(op::OK, [child, 0, 0, 0]),
+                    Ok(Some(child)) => {
+                        // fork write-protected our own pages too: take our
+                        // copies now, while in the top cgroup, not during a
+                        // later step.
+                        warm_up();
+                        Msg::new(op::OK, [child, 0, 0, 0])
+                    }
                     Ok(None) => {
                         // In the child: the new channel is on fd 3 now.
                         // SAFETY: do_fork placed the child's channel on fd 3.
