@@ -631,6 +631,13 @@ impl Controller<'_> {
     }
 }
 
+impl Drop for Controller<'_> {
+    /// Also on unwinding: no worker outlives the run.
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
 /// Kills a worker and reaps it (bounded).
 fn kill_worker(w: &mut Worker) {
     // SAFETY: kill of a pid we started or were told by our own worker.
