@@ -225,6 +225,8 @@ pub fn translate<M: PhysMem + ?Sized>(
     Err(Fault::Contended(va))
 }
 
+#[cold]
+#[inline(never)]
 fn fault(va: VirtAddr, access: Access, cpu: &CpuState, base: PfErrorCode) -> Fault {
     let mut code = base;
     if cpu.user {
@@ -281,7 +283,9 @@ fn walk_once<M: PhysMem + ?Sized>(
 ) -> Result<Step, Fault> {
     let mut table = cr3.as_u64() & ADDR_MASK;
     let mut level = Level::Pml4;
-    let mut perms = Permissions { writable: true, user: true, nx: false };
+    // AND of every entry used (R/W, U/S) and OR of them (NX).
+    let mut all = !0u64;
+    let mut any = 0u64;
     // Table entries still lacking A: at most the three above the leaf.
     let mut pending = [(PhysAddr::new_truncate(0), 0u64); 3];
     let mut npending = 0;
@@ -296,9 +300,8 @@ fn walk_once<M: PhysMem + ?Sized>(
             // so P is always reported with RSVD.
             return Err(fault(va, access, cpu, PfErrorCode::RSVD | PfErrorCode::PRESENT));
         }
-        perms.writable &= raw & EntryFlags::WRITABLE.bits() != 0;
-        perms.user &= raw & EntryFlags::USER.bits() != 0;
-        perms.nx |= cpu.nxe && raw & EntryFlags::NX.bits() != 0;
+        all &= raw;
+        any |= raw;
 
         if !is_leaf(raw, level) {
             if raw & EntryFlags::ACCESSED.bits() == 0 {
@@ -314,6 +317,11 @@ fn walk_once<M: PhysMem + ?Sized>(
             continue;
         }
 
+        let perms = Permissions {
+            writable: all & EntryFlags::WRITABLE.bits() != 0,
+            user: all & EntryFlags::USER.bits() != 0,
+            nx: cpu.nxe && any & EntryFlags::NX.bits() != 0,
+        };
         let normal_ok = permitted(&perms, access, cpu);
         let pk = pkey_blocks(raw, &perms, access, cpu);
         // A user access to a supervisor page is not a user-mode address, so
