@@ -178,6 +178,24 @@ impl Machine {
         }
     }
 
+    /// The VMAs `find_mergeable_anon_vma` looks at: the one right after
+    /// `vma`, then the one right before, when they touch it (anon_vma_compatible
+    /// ignores the R/W/X bits, and rmap checks the page offsets line up).
+    fn mergeable_neighbours(&self, vma: &Vma) -> Result<Vec<rmap::VmaId>, MmError> {
+        let Some(&pid) = self.vma_owner.get(&vma.id) else { return Ok(Vec::new()) };
+        let p = self.proc(pid)?;
+        let mut near = Vec::new();
+        if let Some(next) = p.vmas.get(&vma.end) {
+            near.push(next.id);
+        }
+        if let Some((_, prev)) = p.vmas.range(..vma.start).next_back() {
+            if prev.end == vma.start {
+                near.push(prev.id);
+            }
+        }
+        Ok(near)
+    }
+
     /// `do_anonymous_page`: a read maps the shared zero page read-only
     /// (`pte_mkspecial`), a write a new zeroed page P|RW|US|A|D|NX.
     fn do_anonymous_page(
@@ -195,7 +213,8 @@ impl Machine {
             }
             return Ok(Outcome::Done(()));
         }
-        if let RmapResult::Oops(o) = rmap_res(self.rmap.anon_vma_prepare(vma.id, &[]))? {
+        let near = self.mergeable_neighbours(vma)?;
+        if let RmapResult::Oops(o) = rmap_res(self.rmap.anon_vma_prepare(vma.id, &near))? {
             return Ok(Outcome::Oops(self.oops(&o, None)));
         }
         let page = self.alloc_frame("do_anonymous_page", &[])?;
@@ -303,7 +322,8 @@ impl Machine {
         orig: u64,
         old: Option<Pfn>,
     ) -> Result<FaultOutcome, MmError> {
-        if let RmapResult::Oops(o) = rmap_res(self.rmap.anon_vma_prepare(vma.id, &[]))? {
+        let near = self.mergeable_neighbours(vma)?;
+        if let RmapResult::Oops(o) = rmap_res(self.rmap.anon_vma_prepare(vma.id, &near))? {
             return Ok(Outcome::Oops(self.oops(&o, old)));
         }
         let busy: Vec<Pfn> = old.into_iter().collect();

@@ -78,6 +78,11 @@ fn anonymous_faults_write_linux_entries() {
         let want = if modern(era) { 0x4_0000_5828 } else { 0x5868 };
         assert_eq!(f, want, "{era}: {f:#x}");
         assert_eq!(m.pagemap(a, V + 0x10000).unwrap(), 1 << 63 | z);
+        // An adjacent mapping reuses its neighbour's anon_vma
+        // (find_mergeable_anon_vma), as the merged VMA Linux would make has one.
+        m.mmap(a, V + 3 * 4096, 4096, Prot::Rw).unwrap();
+        done(m.write(a, V + 3 * 4096, 1).unwrap());
+        assert_eq!(m.live_anon_vmas(), 1, "{era}");
         clean(&m);
     }
 }
