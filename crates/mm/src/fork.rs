@@ -34,6 +34,26 @@ impl Machine {
             child,
             Process { pid: child, parent: Some(parent), pml4: cpml4, vmas: BTreeMap::new() },
         );
+        match self.dup_mmap(child, ppml4, cpml4, pvmas) {
+            Ok(Outcome::Done(())) => Ok(Outcome::Done(child)),
+            Ok(other) => Ok(other.map(|()| child)),
+            Err(e) => {
+                // dup_mmap failed (out of memory): the half-built child's
+                // mm is torn down, as fork's error path mmputs it.
+                let _ = self.exit(child);
+                Err(e)
+            }
+        }
+    }
+
+    /// `dup_mmap`: the child's VMAs, anon_vma links and page tables.
+    fn dup_mmap(
+        &mut self,
+        child: Pid,
+        ppml4: Pfn,
+        cpml4: Pfn,
+        pvmas: Vec<Vma>,
+    ) -> Result<Outcome<()>, MmError> {
         for pv in pvmas {
             let id = self.new_vma_id();
             let cv = Vma { id, ..pv };
@@ -47,7 +67,7 @@ impl Machine {
                 self.copy_page_range(ppml4, cpml4, &pv)?;
             }
         }
-        Ok(Outcome::Done(child))
+        Ok(Outcome::Done(()))
     }
 
     /// `copy_page_range` for one VMA: page table by page table, as

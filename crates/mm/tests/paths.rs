@@ -361,3 +361,27 @@ fn bad_input_is_an_error() {
     assert!(m.read(a, 0xffff_8000_0000_0000).unwrap().segv().is_some());
     assert!(Machine::new(MachineConfig::new(Era::V6_18).memory(1000)).is_err());
 }
+
+#[test]
+fn fork_out_of_memory_leaves_no_half_child() {
+    for era in Era::ALL {
+        let cfg = MachineConfig::new(era).memory(32 * 4096).swap(vec![3 * 4096]);
+        let mut m = Machine::new(cfg).unwrap();
+        let a = m.spawn().unwrap();
+        m.mmap(a, V, 64 * 4096, Prot::Rw).unwrap();
+        let mut i = 0;
+        while let Ok(o) = m.write(a, V + i * 4096, 1) {
+            done(o);
+            i += 1;
+        }
+        let before = m.processes();
+        let r = m.fork(a);
+        assert!(matches!(r, Err(MmError::OutOfMemory { .. })), "{era}: {r:?}");
+        assert_eq!(m.processes(), before, "{era}");
+        clean(&m);
+        done(m.exit(a).unwrap());
+        done(m.shrink_all().unwrap());
+        clean(&m);
+        assert_eq!(m.free_frames(), m.frame_count() - 1, "{era}");
+    }
+}
