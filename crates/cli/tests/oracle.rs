@@ -267,6 +267,7 @@ fn probes_agree_with_the_kernel() {
         "full-device.scn",
         "shared-swapcache.scn",
         "fork-in-swapcache.scn",
+        "protections.scn",
     ]
     .iter()
     .map(|n| probe(n))
