@@ -26,6 +26,37 @@
 //! leaves the meaning of a non-present entry to [`decode`]. It does not
 //! model TLBs, 5-level paging, shadow stacks, or huge-page splitting (a
 //! range that covers part of a huge entry is refused, not split).
+//!
+//! ```
+//! use ptemu_pgtable::{
+//!     Access, BumpFrames, CpuState, EntryFlags, EntryFormat, EntryKind, FrameMem,
+//!     PageSize, Pfn, PhysMem, SwapPte, VirtAddr, decode, encode_swap, entry_at, map, new_root,
+//!     pte_alloc, translate,
+//! };
+//!
+//! let mut mem = FrameMem::new(16);
+//! let mut frames = BumpFrames::new(Pfn(1), Pfn(16));
+//! let cr3 = new_root(&mut mem, &mut frames)?;
+//! let flags = EntryFlags::PRESENT | EntryFlags::WRITABLE | EntryFlags::USER;
+//! let va = VirtAddr::new(0x7f00_0000_1000)?;
+//! map(&mut mem, &mut frames, cr3, va, Pfn(0x1234), PageSize::Size4K, flags)?;
+//!
+//! // The CPU's view: a user write sets Accessed and Dirty.
+//! let t = translate(&mut mem, cr3, va, Access::Write, &CpuState::default())?;
+//! assert_eq!(t.pa.as_u64(), 0x123_4000);
+//! assert_eq!(t.leaf_entry & 0x60, 0x60);
+//!
+//! // Linux's view: swap the page out, and the PTE becomes a swap entry.
+//! let swp = SwapPte { swap_type: 0, offset: 1, ..SwapPte::default() };
+//! let pte = pte_alloc(&mut mem, &mut frames, cr3, va)?;
+//! mem.write_u64(pte, encode_swap(swp, EntryFormat::L1tf)?)?;
+//! let raw = entry_at(&mem, cr3, va)?.entry;
+//! assert_eq!(raw, 0x07FF_FFFF_FFFF_FC00);
+//! assert_eq!(decode(raw, ptemu_pgtable::Level::Pt, EntryFormat::L1tf)?, EntryKind::Swap(swp));
+//! let fault = translate(&mut mem, cr3, va, Access::Read, &CpuState::default());
+//! assert_eq!(fault.err().and_then(|f| f.page_fault()).map(|pf| pf.error_code.bits()), Some(0x4));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod addr;
