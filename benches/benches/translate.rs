@@ -95,6 +95,29 @@ fn contenders(g: &mut BenchmarkGroup<'_, WallTime>, t: &mut Tables, addrs: &[Vir
     }
 }
 
+/// The CPU itself: a KVM guest (ring 3) loading from the same addresses
+/// through the same tables, built into guest RAM (data frames at physical 0,
+/// tables at 1 GiB). Timed per load with `iter_custom`: one guest loop of
+/// `iters` loads per sample. See docs/benchmarks.md for what this measures.
+fn hardware(g: &mut BenchmarkGroup<'_, WallTime>, addrs: &[VirtAddr]) {
+    let mem = match phys::PhysMemory::new((1 << 30) + (16 << 20)) {
+        Ok(m) => m,
+        Err(e) => return eprintln!("translate_4k_random/hardware skipped: {e}"),
+    };
+    let mut frames = BumpFrames::new(Pfn(0x4_0000), Pfn(0x4_0000 + TABLE_FRAMES_4K));
+    let root =
+        build_translate_tables(&mut &mem, &mut frames, PageSize::Size4K, Pfn(0)).expect("tables");
+    let list: Vec<u64> = addrs.iter().map(|v| v.as_u64()).collect();
+    let array = PhysAddr::new((1 << 30) + (8 << 20)).expect("array address");
+    let mut loads = match kvm::LoadLoop::new(mem, root, Pfn(0x4_0400), array, &list) {
+        Ok(l) => l,
+        Err(e) => return eprintln!("translate_4k_random/hardware skipped: {e}"),
+    };
+    g.bench_function("hardware", |b| {
+        b.iter_custom(|iters| loads.run(iters, true).expect("guest load loop"))
+    });
+}
+
 fn bench_translate(c: &mut Criterion) {
     let random = random_addresses(ADDRS, 0x7a1b_2c3d);
     for (name, size) in [
@@ -105,6 +128,9 @@ fn bench_translate(c: &mut Criterion) {
         let mut t = tables(size);
         let mut g = c.benchmark_group(name);
         contenders(&mut g, &mut t, &random);
+        if size == PageSize::Size4K {
+            hardware(&mut g, &random);
+        }
         g.finish();
     }
     let seq = sequential_addresses(ADDRS, 4096);
