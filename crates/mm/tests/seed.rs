@@ -69,6 +69,12 @@ fn seed_scenario_every_era() {
                 let o = walk.oops().expect("use after free");
                 assert_eq!(o.kind, OopsKind::UseAfterFree);
                 assert_eq!(o.freed_at_step, "B exit");
+                // Reclaim walks the same freed anon_vma: an oops, after
+                // add_to_swap, with the page still mapped by A.
+                let r = m.reclaim(a, V, 4096, false).unwrap();
+                assert_eq!(r.oops().map(|o| o.kind), Some(OopsKind::UseAfterFree), "{r:?}");
+                assert!(m.pte(a, V).unwrap().kind.is_present());
+                assert_eq!(done(m.read(a, V).unwrap()), 0xaa);
                 // After a grace period a new anon_vma takes the slot.
                 m.rcu_grace_period();
                 let c = m.spawn().unwrap();
