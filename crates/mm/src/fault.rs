@@ -379,7 +379,10 @@ impl Machine {
         // takes one; a new page comes with its allocation's).
         let page = match self.swap.lookup(entry) {
             Some(p) => {
-                self.pages.get_mut(p)?.refcount += 1;
+                let d = self.pages.get_mut(p)?;
+                d.refcount = d.refcount.checked_add(1).ok_or_else(|| {
+                    MmError::bug("do_swap_page", format!("refcount overflow on {p}"))
+                })?;
                 p
             }
             None => self.read_swap_cache_async(entry)?,

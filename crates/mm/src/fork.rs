@@ -29,7 +29,10 @@ impl Machine {
         };
         let cpml4 = self.alloc_table(&[])?;
         let child = Pid(self.next_pid);
-        self.next_pid += 1;
+        self.next_pid = self
+            .next_pid
+            .checked_add(1)
+            .ok_or(MmError::BadConfig("process ids exhausted".into()))?;
         self.procs.insert(
             child,
             Process { pid: child, parent: Some(parent), pml4: cpml4, vmas: BTreeMap::new() },
@@ -140,8 +143,10 @@ impl Machine {
                             // folio_try_dup_anon_rmap_pte: no longer exclusive.
                             d.flags.remove(PageFlags::ANON_EXCLUSIVE);
                         }
-                        d.refcount += 1;
-                        d.mapcount += 1;
+                        let overflow =
+                            || MmError::bug("copy_present_pte", format!("count overflow on {pfn}"));
+                        d.refcount = d.refcount.checked_add(1).ok_or_else(overflow)?;
+                        d.mapcount = d.mapcount.checked_add(1).ok_or_else(overflow)?;
                     }
                 }
                 // Private mappings are COW mappings: write-protect both

@@ -258,7 +258,10 @@ impl Machine {
     pub fn spawn(&mut self) -> Result<Pid, MmError> {
         let pml4 = self.alloc_table(&[])?;
         let pid = Pid(self.next_pid);
-        self.next_pid += 1;
+        self.next_pid = self
+            .next_pid
+            .checked_add(1)
+            .ok_or(MmError::BadConfig("process ids exhausted".into()))?;
         self.procs.insert(pid, Process { pid, parent: None, pml4, vmas: BTreeMap::new() });
         Ok(pid)
     }
