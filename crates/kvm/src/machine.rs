@@ -412,7 +412,9 @@ impl HwMachine {
                 Ok(HwOutcome::Exception { vector, rip })
             }
             Exit::Mmio { addr, .. } => {
-                // The vCPU is mid-instruction; force a fresh state next time.
+                // The vCPU is mid-instruction: let KVM finish it, and load
+                // the control registers afresh next time.
+                self.vm.complete_pending()?;
                 self.loaded = None;
                 Ok(HwOutcome::Mmio { addr })
             }

@@ -115,6 +115,21 @@ impl Vm {
         self.vcpu.set_regs(regs).map_err(ioctl("KVM_SET_REGS"))
     }
 
+    /// Lets KVM finish an instruction it left pending at the last exit (an
+    /// MMIO access) without running the guest on, so that the next register
+    /// load starts from a clean vCPU (KVM's documented use of
+    /// `immediate_exit`).
+    pub fn complete_pending(&mut self) -> Result<(), KvmError> {
+        self.vcpu.set_kvm_immediate_exit(1);
+        let r = self.vcpu.run().map(|_| ()).map_err(|e| (e.errno(), e));
+        self.vcpu.set_kvm_immediate_exit(0);
+        match r {
+            Ok(()) => Ok(()),
+            Err((errno, _)) if errno == libc_eintr() => Ok(()),
+            Err((_, source)) => Err(KvmError::Ioctl { op: "KVM_RUN (immediate exit)", source }),
+        }
+    }
+
     /// Runs the vCPU until it exits to us, retrying on signal interruptions.
     pub fn run(&mut self) -> Result<Exit, KvmError> {
         loop {

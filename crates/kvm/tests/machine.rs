@@ -74,3 +74,25 @@ fn read_write_and_faults() {
         HwOutcome::PageFault { error_code: 0x7, cr2: va.as_u64() }
     );
 }
+
+#[test]
+fn access_beyond_ram_is_an_mmio_exit_and_the_vcpu_recovers() {
+    let Some(mut m) = machine() else { return };
+    m.map_table_window(Pfn(PML4), 4).unwrap();
+    let va = VirtAddr::new(0x40_0000 + 0x18).unwrap();
+    let table = 0x7;
+    let mut writes = [
+        (pa(PML4 * 4096), (PDPT * 4096) | table),
+        (pa(PDPT * 4096), (PD * 4096) | table),
+        (pa(PD * 4096 + 2 * 8), (PT * 4096) | table),
+        // A frame at 1 TiB: within MAXPHYADDR, far beyond the 8 MiB of RAM.
+        (pa(PT * 4096), (1 << 40) | table),
+    ];
+    let read = HwAccess { va, access: Access::Read, cpu: cpu(false), write_value: 0 };
+    assert_eq!(m.access(&read, &writes).unwrap(), HwOutcome::Mmio { addr: (1 << 40) + 0x18 });
+    // The next access runs normally.
+    writes[3].1 = (DATA * 4096) | table;
+    let mut mem: &PhysMemory = m.mem();
+    mem.write_u64(pa(DATA * 4096 + 0x18), 42).unwrap();
+    assert_eq!(m.access(&read, &writes).unwrap(), HwOutcome::Done { value: 42 });
+}
