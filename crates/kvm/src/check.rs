@@ -505,8 +505,29 @@ impl Generator {
     }
 }
 
-/// Runs the comparison.
+/// The walker under test: `pgtable::translate`'s signature over any memory.
+pub type Walker<'a> = dyn FnMut(
+        &mut dyn PhysMem,
+        PhysAddr,
+        VirtAddr,
+        Access,
+        &CpuState,
+    ) -> Result<pgtable::Translation, pgtable::Fault>
+    + 'a;
+
+/// Runs the comparison of `pgtable::translate` against the CPU.
 pub fn run(opts: &CheckOptions) -> Result<CheckReport, KvmError> {
+    run_with_walker(opts, &mut |mem, cr3, va, access, cpu| {
+        pgtable::translate(mem, cr3, va, access, cpu)
+    })
+}
+
+/// Runs the comparison with another walker in ptemu's place (to show the
+/// check catches a wrong one).
+pub fn run_with_walker(
+    opts: &CheckOptions,
+    walker: &mut Walker<'_>,
+) -> Result<CheckReport, KvmError> {
     let mem = PhysMemory::new(CHECK_MEM_SIZE)
         .map_err(|_| KvmError::BadMemory { size: CHECK_MEM_SIZE, reason: "cannot map it" })?;
     let mut m = HwMachine::new(mem, Pfn(PML4_PFN).addr(), Pfn(HARNESS_PFN))?;
@@ -526,7 +547,7 @@ pub fn run(opts: &CheckOptions) -> Result<CheckReport, KvmError> {
     };
     for index in 0..opts.accesses {
         let plan = generator.plan(&pool)?;
-        let trial = run_one(&mut m, &plan, index, &mut filled)?;
+        let trial = run_one(&mut m, &plan, index, &mut filled, walker)?;
         count(&mut report.coverage, &plan, &trial);
         report.total += 1;
         if trial.agrees() {
@@ -573,6 +594,7 @@ fn run_one(
     plan: &Plan,
     index: u64,
     filled: &mut BTreeSet<u64>,
+    walker: &mut Walker<'_>,
 ) -> Result<Trial, KvmError> {
     let va = VirtAddr::new(plan.va)
         .map_err(|_| KvmError::ReservedAddress(VirtAddr::new_truncate(plan.va)))?;
@@ -591,7 +613,7 @@ fn run_one(
         copy.words.insert(*at, *v);
     }
     let cr3 = m.cr3();
-    let ptemu = match pgtable::translate(&mut copy, cr3, va, plan.access, &plan.cpu) {
+    let ptemu = match walker(&mut copy, cr3, va, plan.access, &plan.cpu) {
         Ok(t) => Outcome::Access { pa: t.pa.as_u64() },
         Err(pgtable::Fault::PageFault(pf)) => {
             Outcome::PageFault { error_code: pf.error_code.bits(), cr2: pf.addr.as_u64() }
