@@ -5,8 +5,8 @@
 //! expectation failed, 2 usage or input error.
 #![forbid(unsafe_code)]
 
-mod oracle;
 mod hwcheck;
+mod oracle;
 mod pte;
 mod scenarios;
 
