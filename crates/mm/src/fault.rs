@@ -218,7 +218,8 @@ impl Machine {
             return Ok(Outcome::Oops(self.oops(&o, None)));
         }
         let page = self.alloc_frame("do_anonymous_page", &[])?;
-        self.mem.zero_frame(page)?;
+        // Just allocated and in no page table yet: ours alone, so one memset.
+        self.mem.zero_frame_exclusive(page)?;
         self.pages.get_mut(page)?.flags |= PageFlags::UPTODATE;
         let mut entry = mk_pte(page.0, prot, self.format);
         if vma.prot.writable() {
@@ -328,9 +329,11 @@ impl Machine {
         }
         let busy: Vec<Pfn> = old.into_iter().collect();
         let new = self.alloc_frame("wp_page_copy", &busy)?;
+        // `new` is in no page table yet, and nothing writes `old` while we
+        // hold the machine, so both go through the bulk operations.
         match old {
-            None => self.mem.zero_frame(new)?,
-            Some(o) => self.mem.copy_frame(new, o)?,
+            None => self.mem.zero_frame_exclusive(new)?,
+            Some(o) => self.mem.copy_frame_exclusive(new, o)?,
         }
         self.pages.get_mut(new)?.flags |= PageFlags::UPTODATE;
         if self.read_slot(slot)? != orig {

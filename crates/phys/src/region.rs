@@ -13,6 +13,14 @@
 //! side is seen whole by the other. Bulk copies use relaxed word accesses:
 //! they move bytes, they do not synchronise, and a concurrent writer of the
 //! same bytes gets an unspecified mix of old and new words (as real DMA would).
+//!
+//! The one exception is [`MappedRegion::fill_zero_exclusive`] and
+//! [`MappedRegion::copy_exclusive`]: plain `memset`/`memmove` (which use
+//! `rep stosb`/vector stores) for bytes nobody else can be touching, such as
+//! a frame just taken from the allocator and not yet in any page table.
+//! They take `&mut self`, so no other thread of this process can access the
+//! region during the call, and [`MappedRegion::as_ptr`] obliges agents
+//! outside Rust to keep off the bytes they write.
 
 #![allow(unsafe_code)]
 
@@ -129,7 +137,11 @@ impl MappedRegion {
     /// `self` lives. Whoever dereferences it must access the memory only with
     /// naturally aligned atomic (or hardware) accesses while this region is
     /// in use, as this module does; it must never create Rust references over
-    /// the memory.
+    /// the memory. It must also keep off bytes that the owner of the region
+    /// treats as exclusively its own (the `_exclusive` methods): in practice
+    /// it touches only frames the emulated machine has handed it (page
+    /// tables it was given, harness frames), never a frame the machine's
+    /// allocator has just handed out and not yet linked anywhere.
     pub fn as_ptr(&self) -> *mut u8 {
         self.map.as_mut_ptr()
     }
@@ -268,6 +280,61 @@ impl MappedRegion {
         Ok(())
     }
 
+    /// Sets `len` bytes starting at `offset` to zero with one `memset`,
+    /// for bytes the caller owns exclusively (a frame just allocated and
+    /// not yet reachable from any page table).
+    ///
+    /// Same result as [`Self::fill_zero`], several times faster on a whole
+    /// frame: no per-word atomic store. `&mut self` keeps every other thread
+    /// of this process off the region for the duration of the call.
+    pub fn fill_zero_exclusive(&mut self, offset: u64, len: u64) -> Result<(), PhysError> {
+        self.check_range(offset, len)?;
+        // In bounds (checked above) and `offset + len <= size`, which fit
+        // usize when the region was mapped, so neither cast truncates.
+        let ptr = self.map.as_mut_ptr().wrapping_add(offset as usize);
+        // SAFETY: `ptr..ptr+len` lies inside the live mapping (range checked
+        // above; the mapping lives as long as `self`). Nothing in this
+        // process can access those bytes concurrently: this module never
+        // creates references over the mapping except the transient atomic
+        // ones of `word`/`byte`, which borrow `self`, and we hold `&mut self`
+        // so no such borrow (and no other thread's call) is live. Agents
+        // outside Rust (a KVM vCPU, another process mapping the file) are
+        // bound by `as_ptr`'s contract to keep off bytes their owner treats
+        // as exclusive; their concurrent atomic accesses to *other* frames
+        // touch disjoint memory and do not race with this write. u8 has no
+        // alignment requirement and every byte pattern is valid.
+        unsafe { std::ptr::write_bytes(ptr, 0, len as usize) };
+        Ok(())
+    }
+
+    /// Copies `len` bytes from `src_offset` to `dst_offset` within this
+    /// region with one `memmove`, for a destination the caller owns
+    /// exclusively (a frame just allocated for a copy-on-write) and a source
+    /// nobody writes during the call. Overlapping ranges are copied as
+    /// `memmove` would. Same result as [`Self::copy_from`] with `src = self`.
+    pub fn copy_exclusive(
+        &mut self,
+        dst_offset: u64,
+        src_offset: u64,
+        len: u64,
+    ) -> Result<(), PhysError> {
+        self.check_range(dst_offset, len)?;
+        self.check_range(src_offset, len)?;
+        let base = self.map.as_mut_ptr();
+        let dst = base.wrapping_add(dst_offset as usize);
+        let src = base.wrapping_add(src_offset as usize).cast_const();
+        // SAFETY: both ranges lie inside the live mapping (checked above).
+        // As in `fill_zero_exclusive`, `&mut self` rules out any other access
+        // from this process for the duration of the call, and `as_ptr`'s
+        // contract keeps outside agents off the exclusively owned
+        // destination; the source may be mapped elsewhere (the page being
+        // copied on write), but the caller's contract is that nobody writes
+        // it meanwhile, so reading it non-atomically races with nothing.
+        // `ptr::copy` allows the ranges to overlap.
+        unsafe { std::ptr::copy(src, dst, len as usize) };
+        Ok(())
+    }
+
     /// Copies `len` bytes from `src` at `src_offset` to `self` at
     /// `dst_offset`. `src` may be `self`; overlapping ranges are copied as
     /// `memmove` would.
@@ -331,6 +398,60 @@ mod tests {
         assert!(matches!(
             r.read_bytes(8190, &mut [0u8; 3]),
             Err(PhysError::OutOfRange { offset: 8190, len: 3, size: 8192 })
+        ));
+    }
+
+    #[test]
+    fn exclusive_zero_matches_atomic_zero() {
+        let mut r = MappedRegion::anonymous(3 * 4096).unwrap();
+        let data: Vec<u8> = (0..3 * 4096u32).map(|i| (i % 251) as u8 + 1).collect();
+        r.write_bytes(0, &data).unwrap();
+        r.fill_zero_exclusive(4096 + 5, 4096 - 9).unwrap();
+        let mut back = vec![0u8; 3 * 4096];
+        r.read_bytes(0, &mut back).unwrap();
+        let mut expect = data.clone();
+        expect[4096 + 5..2 * 4096 - 4].fill(0);
+        assert_eq!(back, expect);
+        // The atomic path gives the same bytes.
+        let shared = MappedRegion::anonymous(3 * 4096).unwrap();
+        shared.write_bytes(0, &data).unwrap();
+        shared.fill_zero(4096 + 5, 4096 - 9).unwrap();
+        shared.read_bytes(0, &mut back).unwrap();
+        assert_eq!(back, expect);
+        assert!(matches!(
+            r.fill_zero_exclusive(2 * 4096, 4097),
+            Err(PhysError::OutOfRange { offset: 8192, len: 4097, size: 12288 })
+        ));
+        assert!(matches!(
+            r.fill_zero_exclusive(u64::MAX, 2),
+            Err(PhysError::OutOfRange { offset: u64::MAX, len: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn exclusive_copy_is_memmove() {
+        let mut r = MappedRegion::anonymous(2 * 4096).unwrap();
+        let data: Vec<u8> = (0..4096u32).map(|i| (i % 253) as u8 ^ 0x5a).collect();
+        r.write_bytes(0, &data).unwrap();
+        r.copy_exclusive(4096, 0, 4096).unwrap();
+        let mut back = vec![0u8; 4096];
+        r.read_bytes(4096, &mut back).unwrap();
+        assert_eq!(back, data);
+        // Overlap, both directions, at odd offsets.
+        r.copy_exclusive(11, 3, 100).unwrap();
+        r.read_bytes(11, &mut back[..100]).unwrap();
+        assert_eq!(&back[..100], &data[3..103]);
+        r.write_bytes(0, &data).unwrap();
+        r.copy_exclusive(3, 11, 100).unwrap();
+        r.read_bytes(3, &mut back[..100]).unwrap();
+        assert_eq!(&back[..100], &data[11..111]);
+        assert!(matches!(
+            r.copy_exclusive(0, 4097, 4096),
+            Err(PhysError::OutOfRange { offset: 4097, len: 4096, size: 8192 })
+        ));
+        assert!(matches!(
+            r.copy_exclusive(4097, 0, 4096),
+            Err(PhysError::OutOfRange { offset: 4097, len: 4096, size: 8192 })
         ));
     }
 

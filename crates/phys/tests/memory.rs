@@ -91,6 +91,31 @@ fn frames_as_entries() {
 }
 
 #[test]
+fn exclusive_frame_zero_and_copy() {
+    let mut m = PhysMemory::new(4 * PAGE_SIZE).unwrap();
+    let pattern: Vec<u8> = (0..4 * 4096u32).map(|i| (i * 7 % 255) as u8 + 1).collect();
+    m.write_bytes(pa(0), &pattern).unwrap();
+    m.zero_frame_exclusive(Pfn(1)).unwrap();
+    m.copy_frame_exclusive(Pfn(3), Pfn(2)).unwrap();
+    let mut back = vec![0u8; 4 * 4096];
+    m.read_bytes(pa(0), &mut back).unwrap();
+    let mut expect = pattern.clone();
+    expect[4096..8192].fill(0);
+    expect.copy_within(8192..12288, 12288);
+    assert_eq!(back, expect);
+    // Copying a frame onto itself leaves it as it was.
+    m.copy_frame_exclusive(Pfn(2), Pfn(2)).unwrap();
+    m.read_bytes(pa(0), &mut back).unwrap();
+    assert_eq!(back, expect);
+    assert!(matches!(
+        m.zero_frame_exclusive(Pfn(4)),
+        Err(PhysError::NoSuchFrame { pfn: Pfn(4), frames: 4 })
+    ));
+    assert!(matches!(m.copy_frame_exclusive(Pfn(0), Pfn(7)), Err(PhysError::NoSuchFrame { .. })));
+    assert!(matches!(m.copy_frame_exclusive(Pfn(7), Pfn(0)), Err(PhysError::NoSuchFrame { .. })));
+}
+
+#[test]
 fn user_bytes_at_any_address() {
     let m = PhysMemory::new(2 * PAGE_SIZE).unwrap();
     m.write_bytes(pa(0xffd), b"hello, world").unwrap();
