@@ -418,13 +418,29 @@ impl Machine {
                     format!("refcount {} but only the swap cache holds it", d.refcount),
                 );
             }
-            // An orphan (no swap PTE left) waits for reclaim and is never
-            // walked; one that a swap PTE can still map in again is not.
+            // Only a swap PTE naming the slot can bring this page back.
+            // With none left, nothing but reclaim would ever find it: an
+            // orphan. Linux's zap never leaves one (free_swap_cache drops
+            // a page nobody maps whose slot no swap PTE names, and
+            // free_swap_and_cache does the same from the swap PTE's side);
+            // only races ptemu does not have (a failed trylock, writeback
+            // in flight) let the kernel leave it to reclaim. So here it is
+            // a frame and a slot that nothing owns.
             let reachable = SwpEntry::from_raw(d.private)
                 .ok()
                 .and_then(|e| self.swap.swap_count(e).ok())
                 .unwrap_or(0)
                 > 0;
+            if !reachable {
+                add(
+                    InvariantKind::Leak,
+                    Subject::Page { pfn },
+                    format!(
+                        "swap-cache page under {:#x} that no PTE maps and no swap PTE names",
+                        d.private
+                    ),
+                );
+            }
             if d.is_anon() && reachable {
                 if let Err(rmap::RmapError::Oops(o)) = self.rmap.page_anon_vma(d) {
                     add(

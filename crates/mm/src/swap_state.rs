@@ -150,6 +150,24 @@ impl Machine {
         Ok(freed)
     }
 
+    /// `free_swap_cache`, what zap runs on each page it unmapped (through
+    /// `free_page_and_swap_cache` / `free_pages_and_swap_cache`): a
+    /// swap-cache page that no PTE maps any more leaves the cache when no
+    /// swap PTE names its slot either. Every era does the same here: the
+    /// `!page_mapped` test sits in free_swap_cache itself since 2.6.29
+    /// (try_to_free_swap then checks only PG_writeback and page_swapcount),
+    /// and 6.x's folio version tests folio_mapped and calls folio_free_swap
+    /// (PG_writeback, folio_swapped). The page lock's trylock always
+    /// succeeds here (nothing runs concurrently); writeback is synchronous,
+    /// so PG_writeback is never set when zap runs.
+    pub(crate) fn free_swap_cache(&mut self, pfn: Pfn) -> Result<(), MmError> {
+        let d = self.pages.get(pfn)?;
+        if d.flags.contains(PageFlags::SWAPCACHE) && d.mapcount == 0 {
+            self.try_to_free_swap(pfn)?;
+        }
+        Ok(())
+    }
+
     /// 6.18's name for [`Machine::try_to_free_swap`].
     pub(crate) fn folio_free_swap(&mut self, pfn: Pfn) -> Result<bool, MmError> {
         self.try_to_free_swap(pfn)

@@ -12,8 +12,9 @@ use crate::pte::pte_special;
 
 impl Machine {
     /// `zap_pte_range` over `[start, end)` of one address space: present
-    /// entries lose their page's mapping and reference, swap entries their
-    /// swap count (`free_swap_and_cache`).
+    /// entries lose their page's mapping, the swap cache when nothing needs
+    /// it any more (`free_swap_cache`) and their reference; swap entries
+    /// lose their swap count (`free_swap_and_cache`).
     pub(crate) fn zap_range(&mut self, pml4: Pfn, start: u64, end: u64) -> Result<(), MmError> {
         let mut entries = Vec::new();
         self.for_each_pte(pml4, start, end, |va, pa, v| {
@@ -34,6 +35,11 @@ impl Machine {
                     }
                     if let Some(pfn) = kind.pfn() {
                         self.rmap.page_remove_rmap(self.pages.get_mut(pfn)?)?;
+                        // tlb_remove_page -> free_page_and_swap_cache (or the
+                        // batched free_pages_and_swap_cache): the swap cache
+                        // goes first while the zap still holds its reference,
+                        // then that reference.
+                        self.free_swap_cache(pfn)?;
                         self.put_page(pfn)?;
                     }
                 }

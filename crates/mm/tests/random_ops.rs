@@ -2,7 +2,7 @@
 //! after every step: no violation in the fixed eras; in 2.6.34-rc3 and the
 //! seed's patch alone only what the seed explains (rmap-unreachable,
 //! mapping-freed, and the oopses of walks through a freed anon_vma); and,
-//! once every process has exited and reclaim has run, nothing left.
+//! once every process has exited, nothing left, without any reclaim.
 //!
 //! Volume: PROPTEST_CASES sequences (default 256) of up to 60 steps per era.
 
@@ -236,8 +236,8 @@ fn run(era: Era, ops: &[Op], stats: &Stats) -> Result<(), TestCaseError> {
         let o = m.exit(pid).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(o.is_done() || buggy, "{}: exit {:?}", era, o);
     }
-    let o = m.shrink_all().map_err(|e| TestCaseError::fail(e.to_string()))?;
-    prop_assert!(o.is_done(), "{}: final reclaim {:?}", era, o);
+    // No reclaim before this check: exit alone must leave nothing behind
+    // (zap frees swap-cache pages nobody needs, as Linux's does).
     let v = m.check().map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert!(v.is_empty(), "{}: after teardown {:?}", era, v);
     prop_assert_eq!(m.free_frames(), m.frame_count() - 1, "{}: frames left", era);

@@ -92,7 +92,11 @@ fn seed_scenario_every_era() {
                 done(m.exit(a).unwrap());
                 let fin = m.check().unwrap();
                 assert!(fin.is_empty(), "{era}: {fin:?}");
-                done(m.shrink_all().unwrap());
+                assert_eq!(
+                    done(m.shrink_all().unwrap()),
+                    0,
+                    "{era}: teardown left pages for reclaim"
+                );
                 assert_eq!(
                     m.free_frames(),
                     m.frame_count() - 1,
