@@ -84,6 +84,12 @@ pub enum MmError {
     /// An error of the rmap layer (other than an oops, which is an outcome).
     #[error(transparent)]
     Rmap(#[from] rmap::RmapError),
+    /// An oops inside an allocation (the shrinker's rmap walk followed a
+    /// freed anon_vma), on its way up to the operation that allocated,
+    /// which reports it as [`crate::Outcome::Oops`]. It reaches a caller
+    /// only from an operation that has no outcome to report it in.
+    #[error("{0}")]
+    Oops(Box<crate::outcome::Oops>),
 }
 
 impl MmError {

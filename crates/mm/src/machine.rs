@@ -42,6 +42,16 @@ pub struct Machine {
 }
 
 /// Splits an rmap result into "an oops happened" and real errors.
+///
+/// The fault paths (fault.rs) pass the results of page_add_new_anon_rmap,
+/// page_add_anon_rmap, page_move_anon_rmap and page_remove_rmap up with
+/// `?` rather than through here, so an oops there would surface as
+/// [`MmError::Rmap`]. None can happen: those look up only the faulting
+/// VMA's own anon_vma (or hand out a handle from its chain without
+/// following it), and a live VMA's chain keeps its anon_vmas alive; the
+/// one lookup a fault can make of another anon_vma, anon_vma_prepare's,
+/// comes through here. The only rmap walk under a fault is the shrinker's,
+/// inside an allocation, and it comes back as [`MmError::Oops`].
 pub(crate) enum RmapResult<T> {
     Ok(T),
     Oops(rmap::Oops),
@@ -185,7 +195,9 @@ impl Machine {
 
     /// An order-0 frame (refcount 1, the caller's), reclaiming an LRU page
     /// when memory is exhausted; out of memory when nothing can be
-    /// reclaimed. `busy` pages are in use by the caller and not reclaimed.
+    /// reclaimed, [`MmError::Oops`] when reclaim oopsed (the operation
+    /// turns it into its outcome). `busy` pages are in use by the caller
+    /// and not reclaimed.
     pub(crate) fn alloc_frame(
         &mut self,
         during: &'static str,
@@ -194,11 +206,14 @@ impl Machine {
         loop {
             match self.frames.alloc(0, &mut self.pages) {
                 Ok(p) => return Ok(p),
-                Err(phys::PhysError::OutOfMemory { .. }) => {
-                    if !self.shrink_one(busy)? {
-                        return Err(MmError::OutOfMemory { during });
+                Err(phys::PhysError::OutOfMemory { .. }) => match self.shrink_one(busy)? {
+                    Outcome::Done(true) => {}
+                    Outcome::Done(false) => return Err(MmError::OutOfMemory { during }),
+                    Outcome::Oops(o) => return Err(MmError::Oops(Box::new(o))),
+                    Outcome::Segv(s) => {
+                        return Err(MmError::bug("alloc_frame", format!("shrinker gave {s}")));
                     }
-                }
+                },
                 Err(e) => return Err(e.into()),
             }
         }

@@ -4,6 +4,7 @@
 
 use pgtable::Pfn;
 
+use crate::error::MmError;
 use crate::process::Pid;
 
 /// The result of an operation that ran.
@@ -54,6 +55,15 @@ impl<T> Outcome<T> {
             Outcome::Segv(s) => Outcome::Segv(s),
             Outcome::Oops(o) => Outcome::Oops(o),
         }
+    }
+}
+
+/// An operation's result with an oops raised under one of its allocations
+/// ([`MmError::Oops`], from the shrinker) made the operation's outcome.
+pub(crate) fn oops_as_outcome<T>(r: Result<Outcome<T>, MmError>) -> Result<Outcome<T>, MmError> {
+    match r {
+        Err(MmError::Oops(o)) => Ok(Outcome::Oops(*o)),
+        other => other,
     }
 }
 

@@ -252,8 +252,11 @@ impl Machine {
 
     /// The shrinker behind allocation failures: reclaims the lowest-frame
     /// LRU page that is not busy, with the same path as [`Machine::reclaim`].
-    /// Returns whether a frame was freed.
-    pub(crate) fn shrink_one(&mut self, busy: &[Pfn]) -> Result<bool, MmError> {
+    /// Returns whether a frame was freed, or the oops of reclaiming a page
+    /// whose rmap walk follows a freed anon_vma: in the kernel that is an
+    /// oops in try_to_unmap under the allocation (direct reclaim), so the
+    /// allocating operation ends there rather than passing over the page.
+    pub(crate) fn shrink_one(&mut self, busy: &[Pfn]) -> Result<Outcome<bool>, MmError> {
         let candidates: Vec<Pfn> = self.lru.iter().copied().filter(|p| !busy.contains(p)).collect();
         for pfn in candidates {
             let before = self.frames.free_frames();
@@ -261,12 +264,18 @@ impl Machine {
             if !d.is_anon() && !d.flags.contains(PageFlags::SWAPCACHE) {
                 continue;
             }
-            if let Outcome::Done(_) = self.reclaim_page(pfn, false)? {
-                if self.frames.free_frames() > before {
-                    return Ok(true);
+            match self.reclaim_page(pfn, false)? {
+                Outcome::Done(_) => {
+                    if self.frames.free_frames() > before {
+                        return Ok(Outcome::Done(true));
+                    }
+                }
+                Outcome::Oops(o) => return Ok(Outcome::Oops(o)),
+                Outcome::Segv(s) => {
+                    return Err(MmError::bug("shrink_one", format!("reclaim gave {s}")));
                 }
             }
         }
-        Ok(false)
+        Ok(Outcome::Done(false))
     }
 }

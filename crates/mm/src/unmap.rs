@@ -6,7 +6,7 @@ use pgtable::{EntryKind, Level, Pfn};
 
 use crate::error::MmError;
 use crate::machine::{Machine, RmapResult, rmap_res};
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, oops_as_outcome};
 use crate::process::{Pid, Vma};
 use crate::pte::pte_special;
 
@@ -145,8 +145,13 @@ impl Machine {
     pub fn execve(&mut self, pid: Pid) -> Result<Outcome<()>, MmError> {
         self.proc(pid)?;
         // bprm_mm_init allocates the new mm (and its PGD) before exec_mmap
-        // drops the old one.
-        let new_pml4 = self.alloc_table(&[])?;
+        // drops the old one; reclaim under that allocation may oops, and
+        // the execve ends there with the old address space intact.
+        let new_pml4 = match oops_as_outcome(self.alloc_table(&[]).map(Outcome::Done))? {
+            Outcome::Done(p) => p,
+            Outcome::Oops(o) => return Ok(Outcome::Oops(o)),
+            Outcome::Segv(s) => return Ok(Outcome::Segv(s)),
+        };
         let r = self.exit_mmap(pid)?;
         self.proc_mut(pid)?.pml4 = new_pml4;
         Ok(r)

@@ -131,3 +131,71 @@ fn grandchild_defeats_the_seed_patch_alone() {
         }
     }
 }
+
+/// The shrinker used to pass over a page whose rmap walk oopses and go on
+/// to the next one. In 2.6.34-rc3, once B's exit has freed the anon_vma
+/// A's swapped-in page names, an allocation that has to reclaim that page
+/// oopses in try_to_unmap: the operation that allocated ends with that
+/// oops, and the machine stays usable.
+#[test]
+fn shrinker_oops_ends_the_allocating_operation() {
+    let cfg = MachineConfig::new(Era::V2_6_34Rc3).memory(64 * 4096).swap(vec![16 * 4096]);
+    let mut m = Machine::new(cfg).unwrap();
+    let a = m.spawn().unwrap();
+    m.mmap(a, V, 4096, mm::Prot::Rw).unwrap();
+    done(m.write(a, V, 0xaa).unwrap());
+    let b = done(m.fork(a).unwrap());
+    done(m.reclaim(a, V, 4096, false).unwrap());
+    assert_eq!(done(m.read(b, V).unwrap()), 0xaa);
+    assert_eq!(done(m.read(a, V).unwrap()), 0xaa);
+    m.set_step("B exit");
+    done(m.exit(b).unwrap());
+    let bad = m.mapped_pfn(a, V).unwrap().unwrap();
+    // Fill memory through A's page table (already there: one frame per
+    // write, no reclaim yet), every new page above the bad one.
+    m.mmap(a, V + 4096, 100 * 4096, mm::Prot::Rw).unwrap();
+    let mut i = 1;
+    while m.free_frames() > 0 {
+        m.set_step(format!("fill {i}"));
+        done(m.write(a, V + i * 4096, i as u8).unwrap());
+        assert!(m.mapped_pfn(a, V + i * 4096).unwrap().unwrap() > bad);
+        i += 1;
+    }
+    assert!(i > 40, "filled only {i} pages");
+    let before = m.check().unwrap();
+    // execve needs a frame for the new PGD; the shrinker takes the
+    // lowest LRU page, the bad one.
+    m.set_step("execve A");
+    let o = m.execve(a).unwrap();
+    let oops = o.oops().unwrap_or_else(|| panic!("expected an oops, got {o:?}"));
+    assert_eq!(oops.kind, OopsKind::UseAfterFree);
+    assert_eq!(oops.page, Some(bad));
+    assert_eq!(oops.freed_at_step, "B exit");
+    assert_eq!(oops.step, "execve A");
+    // Nothing changed: A keeps its address space and every byte.
+    assert_eq!(m.check().unwrap(), before);
+    assert_eq!(m.free_frames(), 0);
+    assert_eq!(done(m.read(a, V).unwrap()), 0xaa);
+    for k in 1..i {
+        assert_eq!(done(m.read(a, V + k * 4096).unwrap()), k as u8, "page {k}");
+    }
+    // A write fault that needs a frame meets the same oops. (fault.rs
+    // reports it as the access's outcome once it converts MmError::Oops;
+    // until then it arrives as that error, never hidden or as OOM.)
+    m.set_step("A write past the fill");
+    let w = match m.write(a, V + i * 4096, 1) {
+        Ok(Outcome::Oops(o)) => o,
+        Err(mm::MmError::Oops(o)) => *o,
+        other => panic!("expected the oops, got {other:?}"),
+    };
+    assert_eq!(
+        (w.kind, w.page, w.step.as_str()),
+        (OopsKind::UseAfterFree, Some(bad), "A write past the fill")
+    );
+    // Freeing memory another way lets allocations succeed again.
+    done(m.munmap(a, V + 4096, 4096).unwrap());
+    done(m.write(a, V + i * 4096, 1).unwrap());
+    done(m.exit(a).unwrap());
+    let left: Vec<_> = m.check().unwrap().into_iter().map(|v| v.name()).collect();
+    assert!(left.is_empty(), "{left:?}");
+}
