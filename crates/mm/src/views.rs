@@ -63,9 +63,12 @@ pub mod kpf {
     pub const PGTABLE: u32 = 26;
     /// KPF_RESERVED (a "kernel hacking" flag, always reported).
     pub const RESERVED: u32 = 32;
-    /// KPF_MAPPEDTODISK: in 6.x PG_anon_exclusive is the same bit.
+    /// KPF_MAPPEDTODISK, a raw copy of PG_mappedtodisk; later 6.x kernels
+    /// call the bit PG_owner_2 and this KPF_OWNER_2, same number. On an
+    /// anon page it is PG_anon_exclusive (an alias since 5.19).
     pub const MAPPEDTODISK: u32 = 34;
-    /// KPF_OWNER_PRIVATE: in 6.x PG_swapcache is the same bit.
+    /// KPF_OWNER_PRIVATE, a raw copy of PG_owner_priv_1, which PG_swapcache
+    /// aliases since 4.10 (2.6.x had a PG_swapcache bit of its own).
     pub const OWNER_PRIVATE: u32 = 37;
 }
 

@@ -486,3 +486,28 @@ fn zap_keeps_the_swap_cache_a_swap_pte_needs() {
         clean(&m);
     }
 }
+
+/// kpageflags of a swap-cache page mapped by two processes: SWAPCACHE (13)
+/// and SWAPBACKED (14) in every era; in 6.18 also bit 37, the raw
+/// PG_owner_priv_1 that PG_swapcache is an alias of, and not bit 34
+/// (PG_anon_exclusive: fork made it shared). Once it is the only mapping
+/// after a write fault reuses it, 6.18 shows bit 34 and (out of the swap
+/// cache) neither 13 nor 37.
+#[test]
+fn kpageflags_aliases_of_swapcache_and_anon_exclusive() {
+    for era in Era::ALL {
+        let (mut m, a, b, p) = swapped_in_by_both(era);
+        let f = m.kpageflags(p).unwrap();
+        let bit = |n: u32| f >> n & 1 == 1;
+        assert!(bit(12) && bit(13) && bit(14), "{era}: {f:#x}");
+        assert_eq!(bit(37), modern(era), "{era}: {f:#x}");
+        assert!(!bit(34), "{era}: {f:#x}");
+        done(m.exit(b).unwrap());
+        done(m.write(a, V, 1).unwrap());
+        assert_eq!(m.mapped_pfn(a, V).unwrap(), Some(p), "{era}: reused");
+        let f = m.kpageflags(p).unwrap();
+        let bit = |n: u32| f >> n & 1 == 1;
+        assert!(!bit(13) && !bit(37), "{era}: {f:#x}");
+        assert_eq!(bit(34), modern(era), "{era}: {f:#x}");
+    }
+}
