@@ -1,5 +1,7 @@
 //! Property tests of the buddy allocator over random alloc/free sequences.
 
+use std::collections::BTreeSet;
+
 use pgtable::Pfn;
 use proptest::prelude::*;
 use ptemu_phys::{FrameAllocator, MAX_ORDER, NR_ORDERS, PageDescs, PageFlags, PhysError};
@@ -52,6 +54,104 @@ fn check_invariants(a: &FrameAllocator, pages: &PageDescs, live: &[(Pfn, u32)], 
             let buddy = p.0 ^ (1 << o);
             assert!(!a.free_list().any(|(q, r)| q.0 == buddy && r == o), "unmerged buddies {p:?}");
         }
+    }
+}
+
+/// The allocator as first written, one ordered set per order searched in
+/// full on every allocation: the reference the fast allocator must match
+/// call for call.
+struct Reference {
+    free: Vec<BTreeSet<u64>>,
+}
+
+impl Reference {
+    fn new(frames: u64) -> Self {
+        let mut free = vec![BTreeSet::new(); NR_ORDERS];
+        let mut p = 0u64;
+        while p < frames {
+            let mut order = MAX_ORDER;
+            while p % (1 << order) != 0 || p + (1 << order) > frames {
+                order -= 1;
+            }
+            free[order as usize].insert(p);
+            p += 1 << order;
+        }
+        Self { free }
+    }
+
+    fn alloc(&mut self, order: u32) -> Option<u64> {
+        let (p, mut o) = (order..=MAX_ORDER)
+            .filter_map(|o| self.free[o as usize].first().map(|&p| (p, o)))
+            .min()?;
+        self.free[o as usize].remove(&p);
+        while o > order {
+            o -= 1;
+            self.free[o as usize].insert(p + (1 << o));
+        }
+        Some(p)
+    }
+
+    fn free(&mut self, mut p: u64, mut o: u32) {
+        while o < MAX_ORDER && self.free[o as usize].remove(&(p ^ (1 << o))) {
+            p &= !(1 << o);
+            o += 1;
+        }
+        self.free[o as usize].insert(p);
+    }
+
+    fn free_list(&self) -> Vec<(Pfn, u32)> {
+        self.free
+            .iter()
+            .enumerate()
+            .flat_map(|(o, s)| s.iter().map(move |&p| (Pfn(p), o as u32)))
+            .collect()
+    }
+}
+
+/// Orders up to MAX_ORDER, small ones most often (as the fault paths ask).
+fn wide_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u32..=2).prop_map(Op::Alloc),
+        2 => (0u32..=MAX_ORDER).prop_map(Op::Alloc),
+        5 => any::<usize>().prop_map(Op::Free),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Memories large enough for every level of the allocator's index sets
+    /// (three for order 0 beyond 4096 frames) and for order-18 blocks: the
+    /// same frames as the reference, call for call, and the same free lists.
+    #[test]
+    fn matches_reference_on_large_memories(
+        frames in prop_oneof![1u64..5000, 4000u64..(1 << 19) + 77],
+        ops in prop::collection::vec(wide_op(), 0..400),
+    ) {
+        let mut pages = PageDescs::new(frames);
+        let mut a = FrameAllocator::new(&mut pages);
+        let mut r = Reference::new(frames);
+        let mut live: Vec<(Pfn, u32)> = Vec::new();
+        for op in ops {
+            match op {
+                Op::Alloc(order) => {
+                    let got = a.alloc(order, &mut pages).ok();
+                    prop_assert_eq!(got, r.alloc(order).map(Pfn));
+                    if let Some(p) = got {
+                        live.push((p, order));
+                    }
+                }
+                Op::Free(i) if !live.is_empty() => {
+                    let (p, o) = live.swap_remove(i % live.len());
+                    a.free(p, o, &mut pages).unwrap();
+                    r.free(p.0, o);
+                }
+                Op::Free(_) => {}
+            }
+        }
+        prop_assert_eq!(a.free_list().collect::<Vec<_>>(), r.free_list());
+        live.sort();
+        prop_assert_eq!(a.allocated().collect::<Vec<_>>(), live);
     }
 }
 
