@@ -16,6 +16,7 @@ use crate::swap_state::SwpEntry;
 
 /// The kinds of violation (scenario-language.md).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum InvariantKind {
     /// A PTE maps an anon page that the rmap walk from its mapping misses.
     RmapUnreachable,
@@ -37,6 +38,18 @@ pub enum InvariantKind {
 }
 
 impl InvariantKind {
+    /// Every kind, in the order scenario-language.md lists them.
+    pub const ALL: [InvariantKind; 8] = [
+        InvariantKind::RmapUnreachable,
+        InvariantKind::MappingFreed,
+        InvariantKind::MapcountMismatch,
+        InvariantKind::RefcountMismatch,
+        InvariantKind::SwapcountMismatch,
+        InvariantKind::SwapcacheMismatch,
+        InvariantKind::BadEntry,
+        InvariantKind::Leak,
+    ];
+
     /// The scenario-language name.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -11,6 +11,7 @@ use pgtable::EntryFlags;
 
 /// Protection of a mapping: the combinations ptemu supports.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum Prot {
     /// PROT_NONE.
     None,

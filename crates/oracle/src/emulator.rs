@@ -4,7 +4,7 @@
 use mm::{Era, Machine, MachineConfig, Outcome, Pid};
 use pgtable::Pfn;
 use phys::PageFlags;
-use scenario::ast::{Advice, Prot};
+use scenario::ast::Advice;
 
 use crate::compare::{Side, SideRun, StepNote};
 use crate::error::OracleError;
@@ -13,16 +13,6 @@ use crate::plan::{Action, Plan, PlannedStep, ProcId};
 
 /// The era the host kernel is the oracle of.
 pub const ORACLE_ERA: Era = Era::V6_18;
-
-fn prot(p: Prot) -> mm::Prot {
-    match p {
-        Prot::None => mm::Prot::None,
-        Prot::R => mm::Prot::R,
-        Prot::Rw => mm::Prot::Rw,
-        Prot::Rx => mm::Prot::Rx,
-        Prot::Rwx => mm::Prot::Rwx,
-    }
-}
 
 /// What one emulated step came to.
 enum Step {
@@ -116,12 +106,12 @@ fn run_step(
             Step::Done(None)
         }
         Action::Mmap { proc, addr, len, prot: p } => {
-            m.mmap(pid_of(pids, proc)?, addr, len, prot(p))?;
+            m.mmap(pid_of(pids, proc)?, addr, len, p)?;
             Step::Done(None)
         }
         Action::Munmap { proc, addr, len } => settle(m.munmap(pid_of(pids, proc)?, addr, len)?)?,
         Action::Mprotect { proc, addr, len, prot: p } => {
-            settle(m.mprotect(pid_of(pids, proc)?, addr, len, prot(p))?)?
+            settle(m.mprotect(pid_of(pids, proc)?, addr, len, p)?)?
         }
         Action::Madvise { proc, addr, len, advice } => match advice {
             Advice::DontNeed => settle(m.madvise_dontneed(pid_of(pids, proc)?, addr, len)?)?,

@@ -78,33 +78,9 @@ pub enum StepKind {
     Expect(Expectation),
 }
 
-/// Protection of a mapping, as written (`none r rw rx rwx`).
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
-pub enum Prot {
-    /// PROT_NONE.
-    None,
-    /// PROT_READ.
-    R,
-    /// PROT_READ|PROT_WRITE.
-    Rw,
-    /// PROT_READ|PROT_EXEC.
-    Rx,
-    /// PROT_READ|PROT_WRITE|PROT_EXEC.
-    Rwx,
-}
-
-impl Prot {
-    /// The spelling used in scenario files.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Prot::None => "none",
-            Prot::R => "r",
-            Prot::Rw => "rw",
-            Prot::Rx => "rx",
-            Prot::Rwx => "rwx",
-        }
-    }
-}
+/// Protection of a mapping, as written (`none r rw rx rwx`): mm's own type,
+/// whose `as_str` is the scenario spelling.
+pub use mm::Prot;
 
 /// The advice of `madvise` (only MADV_DONTNEED so far).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
@@ -414,54 +390,9 @@ impl OopsKind {
     }
 }
 
-/// Invariant names the checker reports.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize)]
-pub enum InvariantName {
-    /// A PTE maps an anon page that the rmap walk from its mapping misses.
-    RmapUnreachable,
-    /// A mapped or swap-cached anon page's mapping names a freed anon_vma.
-    MappingFreed,
-    /// A page's mapcount differs from the PTEs that map it.
-    MapcountMismatch,
-    /// A page's refcount differs from its users.
-    RefcountMismatch,
-    /// A swap slot's count differs from the entries and cache holding it.
-    SwapcountMismatch,
-    /// The swap cache and PG_swapcache disagree.
-    SwapcacheMismatch,
-    /// An entry has reserved bits set or is a malformed swap entry.
-    BadEntry,
-    /// A frame, table, slot or anon_vma has no owner.
-    Leak,
-}
-
-impl InvariantName {
-    /// Every name, in spelling order.
-    pub const ALL: [InvariantName; 8] = [
-        InvariantName::RmapUnreachable,
-        InvariantName::MappingFreed,
-        InvariantName::MapcountMismatch,
-        InvariantName::RefcountMismatch,
-        InvariantName::SwapcountMismatch,
-        InvariantName::SwapcacheMismatch,
-        InvariantName::BadEntry,
-        InvariantName::Leak,
-    ];
-
-    /// The spelling used in scenario files.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            InvariantName::RmapUnreachable => "rmap-unreachable",
-            InvariantName::MappingFreed => "mapping-freed",
-            InvariantName::MapcountMismatch => "mapcount-mismatch",
-            InvariantName::RefcountMismatch => "refcount-mismatch",
-            InvariantName::SwapcountMismatch => "swapcount-mismatch",
-            InvariantName::SwapcacheMismatch => "swapcache-mismatch",
-            InvariantName::BadEntry => "bad-entry",
-            InvariantName::Leak => "leak",
-        }
-    }
-}
+/// Invariant names the checker reports: mm's own kinds, whose `as_str` is
+/// the scenario spelling.
+pub use mm::InvariantKind;
 
 /// What an expectation claims.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize)]
@@ -483,7 +414,7 @@ pub enum Expect {
     /// `expect oops KIND`.
     Oops(Spanned<OopsKind>),
     /// `expect invariant NAME`.
-    Invariant(Spanned<InvariantName>),
+    Invariant(Spanned<InvariantKind>),
     /// `expect anon-vmas [<=|>=] N`.
     AnonVmas {
         /// How to compare.

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use crate::ast::{
-    Advice, Condition, CountCmp, EraName, Expect, Expectation, FlagField, InvariantName, NumField,
+    Advice, Condition, CountCmp, EraName, Expect, Expectation, FlagField, InvariantKind, NumField,
     OopsKind, Op, PfnMix, Pos, ProcName, Prot, PteState, Scenario, Setup, Spanned, Step, StepKind,
 };
 use crate::era::is_known_era;
@@ -311,13 +311,9 @@ impl<'a> Cursor<'a> {
 
     fn prot(&mut self) -> Result<Spanned<Prot>, Error> {
         const WHAT: &str = "a protection (none, r, rw, rx, rwx)";
-        let prot = match self.peek_word() {
-            Some("none") => Prot::None,
-            Some("r") => Prot::R,
-            Some("rw") => Prot::Rw,
-            Some("rx") => Prot::Rx,
-            Some("rwx") => Prot::Rwx,
-            _ => return Err(self.expected(WHAT)),
+        let word = self.peek_word();
+        let Some(prot) = Prot::ALL.into_iter().find(|p| Some(p.as_str()) == word) else {
+            return Err(self.expected(WHAT));
         };
         let tok = self.word(WHAT)?;
         Ok(Spanned { value: prot, pos: tok.pos })
@@ -715,11 +711,11 @@ fn expectation(cur: &mut Cursor<'_>) -> Result<Expectation, Error> {
         }
         Some("invariant") => {
             cur.i += 1;
-            let names: Vec<&str> = InvariantName::ALL.iter().map(|k| k.as_str()).collect();
+            let names: Vec<&str> = InvariantKind::ALL.iter().map(|k| k.as_str()).collect();
             let expected = format!("an invariant name ({})", names.join(", "));
             let found = cur
                 .peek_word()
-                .and_then(|w| InvariantName::ALL.into_iter().find(|k| k.as_str() == w));
+                .and_then(|w| InvariantKind::ALL.into_iter().find(|k| k.as_str() == w));
             match found {
                 Some(name) => {
                     let t = cur.word(&expected)?;
@@ -1027,7 +1023,7 @@ expect A 0x10 present pte=0x000FFFFFFFFFF160^pfn
         assert!(matches!(exp(14).what, Expect::AnonVmas { cmp: CountCmp::AtMost, .. }));
         assert!(matches!(
             exp(11).what,
-            Expect::Invariant(Spanned { value: InvariantName::RmapUnreachable, .. })
+            Expect::Invariant(Spanned { value: InvariantKind::RmapUnreachable, .. })
         ));
     }
 

@@ -19,7 +19,7 @@ use phys::PageFlags;
 use serde::Serialize;
 
 use crate::ast::{
-    Condition, CountCmp, Expect, Expectation, FlagField, NumField, Op, PfnMix, Pos, Prot, PteState,
+    Condition, CountCmp, Expect, Expectation, FlagField, NumField, Op, PfnMix, Pos, PteState,
     Scenario, Spanned, Step, StepKind,
 };
 use crate::limits;
@@ -341,7 +341,7 @@ impl Runner {
             }
             Op::Mmap { proc, addr, len, prot } => {
                 let pid = self.pid(proc)?;
-                self.m.mmap(pid, addr.value, len.value, mm_prot(prot.value)).map_err(e)?;
+                self.m.mmap(pid, addr.value, len.value, prot.value).map_err(e)?;
             }
             Op::Munmap { proc, addr, len } => {
                 let pid = self.pid(proc)?;
@@ -350,8 +350,7 @@ impl Runner {
             }
             Op::Mprotect { proc, addr, len, prot } => {
                 let pid = self.pid(proc)?;
-                let o =
-                    self.m.mprotect(pid, addr.value, len.value, mm_prot(prot.value)).map_err(e)?;
+                let o = self.m.mprotect(pid, addr.value, len.value, prot.value).map_err(e)?;
                 self.outcome(o, last, rec);
             }
             Op::Madvise { proc, addr, len, .. } => {
@@ -717,7 +716,7 @@ impl Runner {
             },
             Expect::Invariant(n) => {
                 let name = n.value.as_str();
-                let hits: Vec<&Violation> = now.iter().filter(|v| v.name() == name).collect();
+                let hits: Vec<&Violation> = now.iter().filter(|v| v.kind == n.value).collect();
                 if hits.is_empty() {
                     return Err(format!("the checker reports no {name} violation"));
                 }
@@ -885,16 +884,6 @@ fn oops_matches(kind: mm::OopsKind, want: crate::ast::OopsKind) -> bool {
         (mm::OopsKind::UseAfterFree, crate::ast::OopsKind::AnonVmaUseAfterFree)
             | (mm::OopsKind::Reused, crate::ast::OopsKind::AnonVmaReused)
     )
-}
-
-fn mm_prot(p: Prot) -> mm::Prot {
-    match p {
-        Prot::None => mm::Prot::None,
-        Prot::R => mm::Prot::R,
-        Prot::Rw => mm::Prot::Rw,
-        Prot::Rx => mm::Prot::Rx,
-        Prot::Rwx => mm::Prot::Rwx,
-    }
 }
 
 fn reclaim_text(r: &mm::ReclaimResult) -> String {
