@@ -16,7 +16,7 @@ use phys::PageFlags;
 
 use crate::error::MmError;
 use crate::machine::{Machine, RmapResult, rmap_res};
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, oops_as_outcome};
 use crate::process::{Pid, Process, Vma};
 use crate::pte::{A, RW, pte_special};
 
@@ -27,7 +27,13 @@ impl Machine {
             let p = self.proc(parent)?;
             (p.pml4, p.vmas.values().copied().collect::<Vec<_>>())
         };
-        let cpml4 = self.alloc_table(&[])?;
+        // The child's PGD is allocated first (mm_alloc -> pgd_alloc); reclaim
+        // under that allocation may oops, and the fork ends there.
+        let cpml4 = match oops_as_outcome(self.alloc_table(&[]).map(Outcome::Done))? {
+            Outcome::Done(p) => p,
+            Outcome::Oops(o) => return Ok(Outcome::Oops(o)),
+            Outcome::Segv(s) => return Ok(Outcome::Segv(s)),
+        };
         let child = Pid(self.next_pid);
         self.next_pid = self
             .next_pid
@@ -41,10 +47,12 @@ impl Machine {
             Ok(Outcome::Done(())) => Ok(Outcome::Done(child)),
             Ok(other) => Ok(other.map(|()| child)),
             Err(e) => {
-                // dup_mmap failed (out of memory): the half-built child's
-                // mm is torn down, as fork's error path mmputs it.
+                // dup_mmap failed (out of memory, or the shrinker oopsed
+                // under one of its allocations): the half-built child's mm
+                // is torn down, as fork's error path mmputs it; an oops is
+                // the fork's outcome, the machine stays usable.
                 let _ = self.exit(child);
-                Err(e)
+                oops_as_outcome(Err(e))
             }
         }
     }

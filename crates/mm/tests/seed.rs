@@ -179,6 +179,18 @@ fn shrinker_oops_ends_the_allocating_operation() {
     for k in 1..i {
         assert_eq!(done(m.read(a, V + k * 4096).unwrap()), k as u8, "page {k}");
     }
+    // fork needs a frame for the child's PGD: the same oops is the fork's
+    // outcome, and no half-built child is left behind.
+    m.set_step("A fork");
+    let procs_before = m.processes().len();
+    let f = m.fork(a).unwrap();
+    let oops = f.oops().unwrap_or_else(|| panic!("expected an oops from fork, got {f:?}"));
+    assert_eq!(
+        (oops.kind, oops.page, oops.step.as_str()),
+        (OopsKind::UseAfterFree, Some(bad), "A fork")
+    );
+    assert_eq!(m.processes().len(), procs_before);
+    assert_eq!(m.check().unwrap(), before);
     // A write fault that needs a frame meets the same oops. (fault.rs
     // reports it as the access's outcome once it converts MmError::Oops;
     // until then it arrives as that error, never hidden or as OOM.)
