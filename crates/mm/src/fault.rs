@@ -30,6 +30,16 @@ impl Machine {
         CpuState::default()
     }
 
+    /// The process, building the error only when there is none: the fault
+    /// path looks processes up on every access, and an eagerly built error
+    /// (`ok_or`) costs a drop each time.
+    fn proc_lazy(&self, pid: Pid) -> Result<&crate::process::Process, MmError> {
+        match self.procs.get(&pid) {
+            Some(p) => Ok(p),
+            None => Err(MmError::NoSuchProcess(pid)),
+        }
+    }
+
     /// Translates `va` for a user access, faulting as needed; the physical
     /// address of the byte, or how the access ended.
     fn user_translate(
@@ -41,9 +51,11 @@ impl Machine {
         let vaddr = VirtAddr::new(va)
             .map_err(|_| MmError::BadAddress { addr: va, reason: "not canonical" })?;
         let access = if write { Access::Write } else { Access::Read };
+        // The fault handler never replaces a process's PML4, so CR3 is
+        // read once per access, not once per walk.
+        let cr3 = self.proc_lazy(pid)?.pml4.addr();
+        let cpu = self.cpu();
         for _ in 0..MAX_FAULTS_PER_ACCESS {
-            let cr3 = self.proc(pid)?.pml4.addr();
-            let cpu = self.cpu();
             let mut mem = &self.mem;
             match pgtable::walk::translate(&mut mem, cr3, vaddr, access, &cpu) {
                 Ok(t) => return Ok(Outcome::Done(t.pa)),
@@ -81,11 +93,15 @@ impl Machine {
     ) -> Result<Outcome<()>, MmError> {
         let mut done = 0usize;
         while done < buf.len() {
-            let a = va.checked_add(done as u64).ok_or(MmError::BadLength {
-                addr: va,
-                len: buf.len() as u64,
-                reason: "wraps",
-            })?;
+            // Built only on the error path: an eager error value costs a drop
+            // on every access.
+            let Some(a) = va.checked_add(done as u64) else {
+                return Err(MmError::BadLength {
+                    addr: va,
+                    len: buf.len() as u64,
+                    reason: "wraps",
+                });
+            };
             let chunk = ((4096 - (a & 0xfff)) as usize).min(buf.len() - done);
             let pa = match self.user_translate(pid, a, false)? {
                 Outcome::Done(pa) => pa,
@@ -102,11 +118,15 @@ impl Machine {
     pub fn write_bytes(&mut self, pid: Pid, va: u64, data: &[u8]) -> Result<Outcome<()>, MmError> {
         let mut done = 0usize;
         while done < data.len() {
-            let a = va.checked_add(done as u64).ok_or(MmError::BadLength {
-                addr: va,
-                len: data.len() as u64,
-                reason: "wraps",
-            })?;
+            // Built only on the error path: an eager error value costs a drop
+            // on every access.
+            let Some(a) = va.checked_add(done as u64) else {
+                return Err(MmError::BadLength {
+                    addr: va,
+                    len: data.len() as u64,
+                    reason: "wraps",
+                });
+            };
             let chunk = ((4096 - (a & 0xfff)) as usize).min(data.len() - done);
             let pa = match self.user_translate(pid, a, true)? {
                 Outcome::Done(pa) => pa,
@@ -128,7 +148,9 @@ impl Machine {
         code: PfErrorCode,
     ) -> Result<FaultOutcome, MmError> {
         let segv = |c| Outcome::Segv(Segv { pid, addr: va, error_code: code.bits(), code: c });
-        let Some(vma) = self.proc(pid)?.vma_at(va).copied() else {
+        let p = self.proc_lazy(pid)?;
+        let pml4 = p.pml4;
+        let Some(vma) = p.vma_at(va).copied() else {
             return Ok(segv(SegvCode::MapErr));
         };
         let write = code.contains(PfErrorCode::WRITE);
@@ -140,18 +162,18 @@ impl Machine {
         if bad {
             return Ok(segv(SegvCode::AccErr));
         }
-        self.handle_pte_fault(pid, &vma, va & !0xfff, write)
+        self.handle_pte_fault(pid, pml4, &vma, va & !0xfff, write)
     }
 
     /// `handle_pte_fault`: dispatch on what the PTE holds.
     fn handle_pte_fault(
         &mut self,
         pid: Pid,
+        pml4: Pfn,
         vma: &Vma,
         addr: u64,
         write: bool,
     ) -> Result<FaultOutcome, MmError> {
-        let pml4 = self.proc(pid)?.pml4;
         let slot = self.pte_alloc(pml4, addr, &[])?;
         let orig = self.read_slot(slot)?;
         match pgtable::decode(orig, Level::Pt, self.format)? {
@@ -181,10 +203,10 @@ impl Machine {
     /// The VMAs `find_mergeable_anon_vma` looks at: the one right after
     /// `vma`, then the one right before, when they touch it (anon_vma_compatible
     /// ignores the R/W/X bits, and rmap checks the page offsets line up).
-    fn mergeable_neighbours(&self, vma: &Vma) -> Result<Vec<rmap::VmaId>, MmError> {
-        let Some(&pid) = self.vma_owner.get(&vma.id) else { return Ok(Vec::new()) };
-        let p = self.proc(pid)?;
-        let mut near = Vec::new();
+    fn mergeable_neighbours(&self, vma: &Vma) -> Result<Neighbours, MmError> {
+        let mut near = Neighbours { ids: [vma.id; 2], len: 0 };
+        let Some(&pid) = self.vma_owner.get(&vma.id) else { return Ok(near) };
+        let p = self.proc_lazy(pid)?;
         if let Some(next) = p.vmas.get(&vma.end) {
             near.push(next.id);
         }
@@ -194,6 +216,22 @@ impl Machine {
             }
         }
         Ok(near)
+    }
+
+    /// `anon_vma_prepare` for a fault in `vma`: an rmap oops if it hit one.
+    /// Like Linux, the neighbours are looked for only when the VMA has no
+    /// anon_vma yet (`__anon_vma_prepare`); with one, rmap ignores them.
+    fn fault_anon_vma_prepare(&mut self, vma: &Vma) -> Result<Option<rmap::Oops>, MmError> {
+        let has = self.rmap.vma(vma.id).is_ok_and(|r| r.anon_vma.is_some());
+        let near = if has {
+            Neighbours { ids: [vma.id; 2], len: 0 }
+        } else {
+            self.mergeable_neighbours(vma)?
+        };
+        match rmap_res(self.rmap.anon_vma_prepare(vma.id, near.as_slice()))? {
+            RmapResult::Oops(o) => Ok(Some(o)),
+            RmapResult::Ok(_) => Ok(None),
+        }
     }
 
     /// `do_anonymous_page`: a read maps the shared zero page read-only
@@ -213,8 +251,7 @@ impl Machine {
             }
             return Ok(Outcome::Done(()));
         }
-        let near = self.mergeable_neighbours(vma)?;
-        if let RmapResult::Oops(o) = rmap_res(self.rmap.anon_vma_prepare(vma.id, &near))? {
+        if let Some(o) = self.fault_anon_vma_prepare(vma)? {
             return Ok(Outcome::Oops(self.oops(&o, None)));
         }
         let page = self.alloc_frame("do_anonymous_page", &[])?;
@@ -323,12 +360,10 @@ impl Machine {
         orig: u64,
         old: Option<Pfn>,
     ) -> Result<FaultOutcome, MmError> {
-        let near = self.mergeable_neighbours(vma)?;
-        if let RmapResult::Oops(o) = rmap_res(self.rmap.anon_vma_prepare(vma.id, &near))? {
+        if let Some(o) = self.fault_anon_vma_prepare(vma)? {
             return Ok(Outcome::Oops(self.oops(&o, old)));
         }
-        let busy: Vec<Pfn> = old.into_iter().collect();
-        let new = self.alloc_frame("wp_page_copy", &busy)?;
+        let new = self.alloc_frame("wp_page_copy", old.as_slice())?;
         // `new` is in no page table yet, and nothing writes `old` while we
         // hold the machine, so both go through the bulk operations.
         match old {
@@ -481,5 +516,24 @@ impl Machine {
             return self.do_wp_page(vma, addr, slot, orig);
         }
         Ok(Outcome::Done(()))
+    }
+}
+
+/// Up to two neighbouring VMAs, without a heap allocation per fault.
+struct Neighbours {
+    ids: [rmap::VmaId; 2],
+    len: usize,
+}
+
+impl Neighbours {
+    fn push(&mut self, id: rmap::VmaId) {
+        if let Some(slot) = self.ids.get_mut(self.len) {
+            *slot = id;
+            self.len += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[rmap::VmaId] {
+        &self.ids[..self.len]
     }
 }
