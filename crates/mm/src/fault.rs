@@ -14,7 +14,7 @@ use phys::PageFlags;
 
 use crate::error::MmError;
 use crate::machine::{Machine, RmapResult, rmap_res};
-use crate::outcome::{Outcome, Segv, SegvCode};
+use crate::outcome::{Outcome, Segv, SegvCode, oops_as_outcome};
 use crate::process::{Pid, Vma};
 use crate::pte::{A, D, RW, SPECIAL, mk_pte, pte_special, pte_write};
 
@@ -60,7 +60,9 @@ impl Machine {
             match pgtable::walk::translate(&mut mem, cr3, vaddr, access, &cpu) {
                 Ok(t) => return Ok(Outcome::Done(t.pa)),
                 Err(Fault::PageFault(pf)) => {
-                    match self.handle_page_fault(pid, va, pf.error_code)? {
+                    // An oops the shrinker met under one of the fault's
+                    // allocations ends the access, as it would the task.
+                    match oops_as_outcome(self.handle_page_fault(pid, va, pf.error_code))? {
                         Outcome::Done(()) => continue,
                         Outcome::Segv(s) => return Ok(Outcome::Segv(s)),
                         Outcome::Oops(o) => return Ok(Outcome::Oops(o)),

@@ -191,14 +191,12 @@ fn shrinker_oops_ends_the_allocating_operation() {
     );
     assert_eq!(m.processes().len(), procs_before);
     assert_eq!(m.check().unwrap(), before);
-    // A write fault that needs a frame meets the same oops. (fault.rs
-    // reports it as the access's outcome once it converts MmError::Oops;
-    // until then it arrives as that error, never hidden or as OOM.)
+    // A write fault that needs a frame meets the same oops, as the
+    // access's outcome.
     m.set_step("A write past the fill");
     let w = match m.write(a, V + i * 4096, 1) {
         Ok(Outcome::Oops(o)) => o,
-        Err(mm::MmError::Oops(o)) => *o,
-        other => panic!("expected the oops, got {other:?}"),
+        other => panic!("expected the oops as the write's outcome, got {other:?}"),
     };
     assert_eq!(
         (w.kind, w.page, w.step.as_str()),
