@@ -4,7 +4,7 @@
 //! Everything is deterministic: frames and swap slots are handed out lowest
 //! first, and every collection that reaches output is ordered.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use pgtable::{EntryFormat, Pfn, VirtAddr};
 use phys::{FrameAllocator, PageDescs, PageFlags, PhysMemory};
@@ -37,8 +37,6 @@ pub struct Machine {
     pub(crate) next_vma: u64,
     pub(crate) zero_pfn: Pfn,
     pub(crate) step: String,
-    /// Anonymous pages on the LRU (what the OOM-path shrinker scans).
-    pub(crate) lru: BTreeSet<Pfn>,
 }
 
 /// Splits an rmap result into "an oops happened" and real errors.
@@ -103,7 +101,6 @@ impl Machine {
             next_vma: 1,
             zero_pfn,
             step: "boot".to_string(),
-            lru: BTreeSet::new(),
         })
     }
 
@@ -242,7 +239,6 @@ impl Machine {
         d.flags.remove(PageFlags::LRU | PageFlags::ACTIVE);
         // The allocator's free takes the caller's last reference itself.
         d.refcount = 1;
-        self.lru.remove(&pfn);
         self.frames.free(pfn, 0, &mut self.pages)?;
         Ok(())
     }
@@ -256,14 +252,24 @@ impl Machine {
         if !self.sem.anon_exclusive {
             d.flags |= PageFlags::ACTIVE;
         }
-        self.lru.insert(pfn);
         Ok(())
+    }
+
+    /// The pages on the LRU (PG_lru), lowest frame first: the order the
+    /// shrinker and `shrink_all` take them in. Derived from the flag rather
+    /// than kept in a second structure, so the two can never disagree and
+    /// the fault path pays only for the flag.
+    pub(crate) fn lru_pages(&self) -> Vec<Pfn> {
+        self.pages
+            .iter()
+            .filter(|(_, d)| d.flags.contains(PageFlags::LRU))
+            .map(|(pfn, _)| pfn)
+            .collect()
     }
 
     /// `lru_cache_add_anon` of a page read from swap: inactive in every era.
     pub(crate) fn lru_add_inactive(&mut self, pfn: Pfn) -> Result<(), MmError> {
         self.pages.get_mut(pfn)?.flags |= PageFlags::LRU;
-        self.lru.insert(pfn);
         Ok(())
     }
 

@@ -238,9 +238,8 @@ impl Machine {
     /// number of frames freed; stops at the first oops.
     pub fn shrink_all(&mut self) -> Result<Outcome<u64>, MmError> {
         let before = self.frames.free_frames();
-        let candidates: Vec<Pfn> = self.lru.iter().copied().collect();
-        for pfn in candidates {
-            if !self.lru.contains(&pfn) {
+        for pfn in self.lru_pages() {
+            if !self.pages.get(pfn)?.flags.contains(PageFlags::LRU) {
                 continue;
             }
             if let Outcome::Oops(o) = self.reclaim_page(pfn, false)? {
@@ -257,7 +256,8 @@ impl Machine {
     /// oops in try_to_unmap under the allocation (direct reclaim), so the
     /// allocating operation ends there rather than passing over the page.
     pub(crate) fn shrink_one(&mut self, busy: &[Pfn]) -> Result<Outcome<bool>, MmError> {
-        let candidates: Vec<Pfn> = self.lru.iter().copied().filter(|p| !busy.contains(p)).collect();
+        let candidates: Vec<Pfn> =
+            self.lru_pages().into_iter().filter(|p| !busy.contains(p)).collect();
         for pfn in candidates {
             let before = self.frames.free_frames();
             let d = *self.pages.get(pfn)?;

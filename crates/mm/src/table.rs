@@ -71,7 +71,9 @@ impl Machine {
     /// A zeroed table frame marked PG_pgtable (`pagetable_alloc`).
     pub(crate) fn alloc_table(&mut self, busy: &[Pfn]) -> Result<Pfn, MmError> {
         let pfn = self.alloc_frame("allocating a page table", busy)?;
-        self.mem.zero_frame(pfn)?;
+        // Not linked into any table yet, so nothing else can see it: the
+        // bulk zero of an exclusively owned frame applies.
+        self.mem.zero_frame_exclusive(pfn)?;
         self.pages.get_mut(pfn)?.flags.insert(PageFlags::PGTABLE);
         Ok(pfn)
     }
