@@ -74,8 +74,10 @@ impl Machine {
             )));
         }
         let mem = PhysMemory::new(cfg.memory)?;
-        let mut pages = PageDescs::new(mem.frames());
-        let mut frames = FrameAllocator::new(&mut pages);
+        // Descriptors and allocator bookkeeping that cannot be allocated
+        // (a huge memory size from an embedder) are an error, not an abort.
+        let mut pages = PageDescs::try_new(mem.frames())?;
+        let mut frames = FrameAllocator::try_new(&mut pages)?;
         let zero_pfn = frames.alloc(0, &mut pages)?;
         mem.zero_frame(zero_pfn)?;
         pages.get_mut(zero_pfn)?.flags = PageFlags::RESERVED | PageFlags::ZERO_PAGE;

@@ -511,3 +511,14 @@ fn kpageflags_aliases_of_swapcache_and_anon_exclusive() {
         assert_eq!(bit(34), modern(era), "{era}: {f:#x}");
     }
 }
+
+/// A memory size no machine here can back (32 TiB: refused by mmap, or the
+/// descriptor table cannot be reserved) is an error from Machine::new,
+/// never an abort; so is a size that is not a whole number of frames.
+#[test]
+fn impossible_memory_sizes_are_errors() {
+    let huge = MachineConfig::new(Era::V6_18).memory(1 << 45);
+    assert!(Machine::new(huge).is_err());
+    let ragged = MachineConfig::new(Era::V6_18).memory(4096 * 16 + 1);
+    assert!(matches!(Machine::new(ragged), Err(mm::MmError::BadConfig(_))));
+}

@@ -58,10 +58,10 @@ impl Phys {
 
     /// Allocator and descriptors for an existing memory, every frame free
     /// (the memory's contents are left as they are). Fails only if the
-    /// descriptor table cannot be allocated.
+    /// descriptor table or the allocator's bookkeeping cannot be allocated.
     pub fn from_memory(mem: PhysMemory) -> Result<Self, PhysError> {
         let mut pages = PageDescs::try_new(mem.frames())?;
-        let frames = FrameAllocator::new(&mut pages);
+        let frames = FrameAllocator::try_new(&mut pages)?;
         Ok(Self { mem, frames, pages })
     }
 
