@@ -259,19 +259,6 @@ impl PhysMem for PathCopy {
         self.words.insert(pa.as_u64(), value);
         Ok(())
     }
-    fn compare_exchange_u64(
-        &mut self,
-        pa: PhysAddr,
-        current: u64,
-        new: u64,
-    ) -> Result<Result<u64, u64>, MemError> {
-        let v = self.read_u64(pa)?;
-        if v != current {
-            return Ok(Err(v));
-        }
-        self.words.insert(pa.as_u64(), new);
-        Ok(Ok(v))
-    }
     fn size(&self) -> u64 {
         CHECK_MEM_SIZE
     }

@@ -28,12 +28,24 @@ pub trait PhysMem {
     /// Returns `Ok(Ok(current))` when it stored, `Ok(Err(actual))` with the
     /// value found when it did not. This is how the walker sets Accessed and
     /// Dirty, as the CPU does with a locked read-modify-write.
+    ///
+    /// The default is a read followed by a write. That is exact for memory
+    /// that only its `&mut` owner touches (a byte slice, a map). Memory that
+    /// a concurrent walker or vCPU can see must override it with a real
+    /// atomic compare-exchange, as phys's `PhysMemory` does.
     fn compare_exchange_u64(
         &mut self,
         pa: PhysAddr,
         current: u64,
         new: u64,
-    ) -> Result<Result<u64, u64>, MemError>;
+    ) -> Result<Result<u64, u64>, MemError> {
+        let actual = self.read_u64(pa)?;
+        if actual != current {
+            return Ok(Err(actual));
+        }
+        self.write_u64(pa, new)?;
+        Ok(Ok(current))
+    }
 
     /// Size of the memory in bytes; addresses at or above it are out of range.
     fn size(&self) -> u64;
@@ -65,20 +77,6 @@ impl PhysMem for [u8] {
         Ok(())
     }
 
-    fn compare_exchange_u64(
-        &mut self,
-        pa: PhysAddr,
-        current: u64,
-        new: u64,
-    ) -> Result<Result<u64, u64>, MemError> {
-        let actual = self.read_u64(pa)?;
-        if actual != current {
-            return Ok(Err(actual));
-        }
-        self.write_u64(pa, new)?;
-        Ok(Ok(current))
-    }
-
     fn size(&self) -> u64 {
         self.len() as u64
     }
@@ -91,14 +89,6 @@ impl PhysMem for Vec<u8> {
     }
     fn write_u64(&mut self, pa: PhysAddr, value: u64) -> Result<(), MemError> {
         self.as_mut_slice().write_u64(pa, value)
-    }
-    fn compare_exchange_u64(
-        &mut self,
-        pa: PhysAddr,
-        current: u64,
-        new: u64,
-    ) -> Result<Result<u64, u64>, MemError> {
-        self.as_mut_slice().compare_exchange_u64(pa, current, new)
     }
     fn size(&self) -> u64 {
         self.len() as u64
