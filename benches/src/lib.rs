@@ -51,26 +51,12 @@ where
     Ok(root)
 }
 
-/// A fixed pseudo-random stream (splitmix64), so every run and every
-/// contender sees the same addresses.
-#[derive(Clone, Debug)]
-pub struct SplitMix(pub u64);
-
-impl SplitMix {
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
 /// `count` addresses spread uniformly over the 1 GiB range (each in a
-/// random 4 KiB page, at a random 8-byte-aligned offset).
+/// random 4 KiB page, at a random 8-byte-aligned offset). The stream comes
+/// from the KVM checker's SplitMix64, so every run and every contender,
+/// the hardware included, sees the same addresses for a seed.
 pub fn random_addresses(count: usize, seed: u64) -> Vec<VirtAddr> {
-    let mut rng = SplitMix(seed);
+    let mut rng = kvm::check::Rng::new(seed);
     (0..count)
         .map(|_| VirtAddr::new_truncate(BENCH_VA + ((rng.next_u64() % BENCH_LEN) & !7)))
         .collect()

@@ -227,6 +227,32 @@ fn our_mapper_x86_64_translate() {
     assert!(hits >= 3 * mapped.len(), "every mapping's probes must be mapped");
 }
 
+/// Maps one page of size `S` with the x86_64 crate's mapper; whether it
+/// took (a clash with an earlier mapping is refused, as ours refuses it).
+fn x86_map<S: x86_64::structures::paging::PageSize>(
+    pt: &mut OffsetPageTable<'_>,
+    va: x86_64::VirtAddr,
+    pa: x86_64::PhysAddr,
+    flags: PageTableFlags,
+    alloc: &mut Alloc<'_>,
+) -> bool
+where
+    for<'a> OffsetPageTable<'a>: Mapper<S>,
+{
+    // SAFETY (of map_to): the frames mapped are never accessed; only the
+    // tables are, and those come from `alloc` inside the same memory.
+    unsafe {
+        pt.map_to(
+            Page::<S>::containing_address(va),
+            PhysFrame::containing_address(pa),
+            flags,
+            alloc,
+        )
+    }
+    .map(|f| f.ignore())
+    .is_ok()
+}
+
 #[test]
 fn x86_64_mapper_our_translate() {
     let mut rng = Rng(0x5eed_0002);
@@ -244,38 +270,10 @@ fn x86_64_mapper_our_translate() {
             // x86_64 has no PAT_LARGE and calls bit 7 HUGE_PAGE: plain flags.
             let bits = random_flags(&mut rng, PageSize::Size4K).bits() & !(EntryFlags::PAT.bits());
             let flags = PageTableFlags::from_bits_truncate(bits);
-            // SAFETY (of map_to): the frames mapped are never accessed; only
-            // the tables are, and those come from `alloc` inside `mem`.
-            let ok = unsafe {
-                match size {
-                    PageSize::Size4K => pt
-                        .map_to(
-                            Page::<Size4KiB>::containing_address(va),
-                            PhysFrame::containing_address(pa),
-                            flags,
-                            &mut alloc,
-                        )
-                        .map(|f| f.ignore())
-                        .is_ok(),
-                    PageSize::Size2M => pt
-                        .map_to(
-                            Page::<Size2MiB>::containing_address(va),
-                            PhysFrame::containing_address(pa),
-                            flags,
-                            &mut alloc,
-                        )
-                        .map(|f| f.ignore())
-                        .is_ok(),
-                    PageSize::Size1G => pt
-                        .map_to(
-                            Page::<Size1GiB>::containing_address(va),
-                            PhysFrame::containing_address(pa),
-                            flags,
-                            &mut alloc,
-                        )
-                        .map(|f| f.ignore())
-                        .is_ok(),
-                }
+            let ok = match size {
+                PageSize::Size4K => x86_map::<Size4KiB>(&mut pt, va, pa, flags, &mut alloc),
+                PageSize::Size2M => x86_map::<Size2MiB>(&mut pt, va, pa, flags, &mut alloc),
+                PageSize::Size1G => x86_map::<Size1GiB>(&mut pt, va, pa, flags, &mut alloc),
             };
             if ok {
                 mapped.push((va.as_u64(), size));

@@ -164,26 +164,19 @@ impl Era {
                 first_map: FirstMapAnonVma::NewOwnElseLastLink,
                 ..rc3
             },
+            // Each later era is the one before it plus what it changed.
             Era::V2_6_36 => RmapSemantics {
-                clone_order: CloneOrder::Preserved,
-                prepare_reuse: PrepareReuse::SingletonNeighbour,
                 first_map: FirstMapAnonVma::NewOwnElseRoot,
                 add_anon_exclusive_arg: true,
                 rewrite_anon_mapping: false,
                 root_pinned: true,
-                ..rc3
+                ..Era::V2_6_34.semantics()
             },
             Era::V6_18 => RmapSemantics {
-                clone_order: CloneOrder::Preserved,
-                prepare_reuse: PrepareReuse::SingletonNeighbour,
-                first_map: FirstMapAnonVma::NewOwnElseRoot,
-                add_anon_exclusive_arg: true,
-                rewrite_anon_mapping: false,
-                root_pinned: true,
                 fork_reuse: ForkReuse::NumChildrenActiveVmas,
                 anon_exclusive: true,
                 swap_pte_format: SwapPteFormat::L1tf,
-                ..rc3
+                ..Era::V2_6_36.semantics()
             },
         }
     }

@@ -18,7 +18,7 @@ use crate::lexer::{Token, TokenKind, tokenize};
 use crate::limits;
 
 /// Words that start a statement or an expectation and so cannot name a process.
-const RESERVED: &[&str] = &[
+pub const RESERVED: &[&str] = &[
     "era",
     "eras",
     "memory",

@@ -323,27 +323,8 @@ fn byte() -> impl Strategy<Value = String> {
 }
 
 fn proc_name() -> impl Strategy<Value = String> {
-    "[A-Za-z_][A-Za-z0-9_-]{0,10}".prop_filter("keyword", |s| {
-        ![
-            "era",
-            "eras",
-            "memory",
-            "swap",
-            "spawn",
-            "reclaim",
-            "rmap-walk",
-            "rcu-grace-period",
-            "dump",
-            "expect",
-            "segv",
-            "oops",
-            "invariant",
-            "anon-vmas",
-            "clean",
-            "no-leaks",
-        ]
-        .contains(&s.as_str())
-    })
+    "[A-Za-z_][A-Za-z0-9_-]{0,10}"
+        .prop_filter("keyword", |s| !ptemu_scenario::parser::RESERVED.contains(&s.as_str()))
 }
 
 fn prot() -> impl Strategy<Value = &'static str> {
