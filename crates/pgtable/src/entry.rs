@@ -189,7 +189,12 @@ pub const fn pkey(raw: u64) -> u8 {
 /// GLOBAL otherwise; software bits carry their Linux names. Frame-address
 /// bits are not listed; set bits that are neither named nor address bits
 /// (reserved bits below a large page) appear as `RSVDn`.
-pub fn flag_names(raw: u64, level: Level) -> Vec<String> {
+#[cfg(feature = "alloc")]
+pub fn flag_names(raw: u64, level: Level) -> alloc::vec::Vec<alloc::string::String> {
+    use alloc::format;
+    use alloc::string::String;
+    use alloc::vec::Vec;
+
     let present = raw & 1 != 0;
     let large = level != Level::Pt && level != Level::Pml4 && raw & EntryFlags::PS.bits() != 0;
     let mut names = Vec::new();

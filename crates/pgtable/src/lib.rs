@@ -57,7 +57,20 @@
 //! assert_eq!(fault.err().and_then(|f| f.page_fault()).map(|pf| pf.error_code.bits()), Some(0x4));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Without std
+//!
+//! With `default-features = false` the crate is `#![no_std]` and needs no
+//! allocator: everything above except [`FrameMem`], [`BumpFrames`], the
+//! `PhysMem` impl for `Vec<u8>` and [`entry::flag_names`], which come back
+//! with the `alloc` feature (`std`, the default, implies it). The embedder
+//! supplies [`PhysMem`] (its guest memory) and, for the mapper, a
+//! [`FrameSource`].
+#![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
 
 pub mod addr;
 pub mod entry;
@@ -80,7 +93,9 @@ pub use mapper::{
     EntryVisit, for_each_entry, for_each_leaf, free_empty_tables, map, map_range, new_root,
     protect, pte_alloc, unmap,
 };
-pub use mem::{BumpFrames, Frame, FrameMem, FrameSource, PhysMem, zero_frame};
+#[cfg(feature = "alloc")]
+pub use mem::{BumpFrames, FrameMem};
+pub use mem::{Frame, FrameSource, PhysMem, zero_frame};
 pub use range_walk::{Action, Slot, SlotClass, VaRange, Visitor, walk_range};
 pub use walk::{
     Access, CpuState, PageFault, PageSize, Permissions, PfErrorCode, Translation, translate,

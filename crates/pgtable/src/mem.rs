@@ -82,7 +82,8 @@ impl PhysMem for [u8] {
     }
 }
 
-impl PhysMem for Vec<u8> {
+#[cfg(feature = "alloc")]
+impl PhysMem for alloc::vec::Vec<u8> {
     #[inline]
     fn read_u64(&self, pa: PhysAddr) -> Result<u64, MemError> {
         self.as_slice().read_u64(pa)
@@ -134,15 +135,17 @@ impl Default for Frame {
 /// Word access is an index into one frame, so a walk costs one bounds check
 /// per level; the alignment makes each frame usable as a `#[repr(align(4096))]`
 /// page-table structure.
+#[cfg(feature = "alloc")]
 #[derive(Clone, Default)]
 pub struct FrameMem {
-    frames: Vec<Frame>,
+    frames: alloc::vec::Vec<Frame>,
 }
 
+#[cfg(feature = "alloc")]
 impl FrameMem {
     /// `count` zeroed frames (physical addresses `0..count * 4096`).
     pub fn new(count: usize) -> Self {
-        Self { frames: vec![Frame::default(); count] }
+        Self { frames: alloc::vec![Frame::default(); count] }
     }
 
     /// The frames, frame `n` at physical address `n * 4096`.
@@ -169,12 +172,14 @@ impl FrameMem {
     }
 }
 
+#[cfg(feature = "alloc")]
 impl core::fmt::Debug for FrameMem {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "FrameMem({} frames)", self.frames.len())
     }
 }
 
+#[cfg(feature = "alloc")]
 impl PhysMem for FrameMem {
     #[inline]
     fn read_u64(&self, pa: PhysAddr) -> Result<u64, MemError> {
@@ -227,17 +232,19 @@ pub trait FrameSource {
 
 /// A trivial [`FrameSource`] handing out frames upward from a start frame,
 /// with a free list; for tests and for embedders with a reserved table area.
+#[cfg(feature = "alloc")]
 #[derive(Debug, Clone)]
 pub struct BumpFrames {
     next: u64,
     end: u64,
-    freed: Vec<Pfn>,
+    freed: alloc::vec::Vec<Pfn>,
 }
 
+#[cfg(feature = "alloc")]
 impl BumpFrames {
     /// Frames `start..end` (frame numbers), lowest first.
     pub fn new(start: Pfn, end: Pfn) -> Self {
-        Self { next: start.0, end: end.0, freed: Vec::new() }
+        Self { next: start.0, end: end.0, freed: alloc::vec::Vec::new() }
     }
 
     /// Number of frames currently handed out.
@@ -246,6 +253,7 @@ impl BumpFrames {
     }
 }
 
+#[cfg(feature = "alloc")]
 impl FrameSource for BumpFrames {
     fn alloc_table_frame(&mut self) -> Result<Pfn, MemError> {
         if let Some(p) = self.freed.pop() {
