@@ -2,9 +2,16 @@
 //! that keeps message boundaries and can carry a file descriptor), fixed-size
 //! messages, and waits bounded by a deadline and by the interrupt flag.
 
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, SocketFlags, SocketType, recvmsg, sendmsg, socketpair,
+};
 
 /// Words in a message: an opcode and four arguments.
 const WORDS: usize = 5;
@@ -67,21 +74,8 @@ pub(crate) struct Channel {
 impl Channel {
     /// A connected pair, both ends close-on-exec.
     pub(crate) fn pair() -> io::Result<(Channel, Channel)> {
-        let mut fds = [0 as RawFd; 2];
-        // SAFETY: `fds` is a valid array of two ints for socketpair to fill.
-        let r = unsafe {
-            libc::socketpair(
-                libc::AF_UNIX,
-                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-                0,
-                fds.as_mut_ptr(),
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: socketpair succeeded, so both descriptors are open and ours.
-        let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (a, b) =
+            socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?;
         Ok((Channel { fd: a }, Channel { fd: b }))
     }
 
@@ -95,49 +89,35 @@ impl Channel {
         self.fd.as_raw_fd()
     }
 
+    /// The descriptor, to send to a worker or to check its kind.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Makes this channel's descriptor refer to `other`'s socket (dup2 onto
+    /// the same number, close-on-exec cleared as dup2 does), so that the
+    /// number a worker knows its channel by stays the same.
+    pub(crate) fn replace_with(&mut self, other: OwnedFd) -> io::Result<()> {
+        rustix::io::dup2(&other, &mut self.fd)?;
+        Ok(())
+    }
+
     /// Sends `msg`, with `pass` attached as SCM_RIGHTS when given.
-    pub(crate) fn send(&self, msg: &Msg, pass: Option<RawFd>) -> io::Result<()> {
+    pub(crate) fn send(&self, msg: &Msg, pass: Option<BorrowedFd<'_>>) -> io::Result<()> {
         let bytes = msg.encode();
-        let mut iov =
-            libc::iovec { iov_base: bytes.as_ptr() as *mut libc::c_void, iov_len: bytes.len() };
-        // Room for one descriptor, aligned as cmsghdr requires.
-        let mut cbuf = [0u64; 8];
-        // SAFETY: msghdr is plain data; all-zero is a valid empty header.
-        let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-        hdr.msg_iov = &mut iov;
-        hdr.msg_iovlen = 1;
-        if let Some(fd) = pass {
-            // SAFETY: CMSG_SPACE only computes a size.
-            let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-            if space > std::mem::size_of_val(&cbuf) {
-                return Err(io::Error::other("control buffer too small"));
-            }
-            hdr.msg_control = cbuf.as_mut_ptr().cast();
-            hdr.msg_controllen = space;
-            // SAFETY: msg_control points at `space` valid, aligned, zeroed bytes,
-            // so CMSG_FIRSTHDR returns a header inside it with room for one fd.
-            unsafe {
-                let c = libc::CMSG_FIRSTHDR(&hdr);
-                if c.is_null() {
-                    return Err(io::Error::other("no room for the control message"));
-                }
-                (*c).cmsg_level = libc::SOL_SOCKET;
-                (*c).cmsg_type = libc::SCM_RIGHTS;
-                (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
-                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd);
-            }
+        let fds: Vec<BorrowedFd<'_>> = pass.into_iter().collect();
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+            return Err(io::Error::other("no room for the control message"));
         }
         loop {
-            // SAFETY: hdr points at live buffers for the duration of the call.
-            let n = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &hdr, libc::MSG_NOSIGNAL) };
-            if n == MSG_BYTES as isize {
-                return Ok(());
+            match sendmsg(&self.fd, &[IoSlice::new(&bytes)], &mut control, SendFlags::NOSIGNAL) {
+                Ok(n) if n == MSG_BYTES => return Ok(()),
+                Ok(_) => return Err(io::Error::other("short send")),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
             }
-            let e = io::Error::last_os_error();
-            if n < 0 && e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(if n < 0 { e } else { io::Error::other("short send") });
         }
     }
 
@@ -157,76 +137,61 @@ impl Channel {
                 }
             }
             let slice = match deadline {
-                None if interrupt.is_none() => -1,
-                None => 50,
+                None if interrupt.is_none() => None,
+                None => Some(Duration::from_millis(50)),
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return Err(RecvError::Timeout);
                     }
-                    left.min(Duration::from_millis(50)).as_millis().max(1) as i32
+                    Some(left.min(Duration::from_millis(50)).max(Duration::from_millis(1)))
                 }
             };
-            let mut pfd =
-                libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-            // SAFETY: one valid pollfd.
-            let r = unsafe { libc::poll(&mut pfd, 1, slice) };
-            if r < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(RecvError::Io(e));
+            let timeout = slice.map(|d| Timespec {
+                tv_sec: d.as_secs() as i64,
+                tv_nsec: i64::from(d.subsec_nanos()),
+            });
+            let mut pfd = [PollFd::new(&self.fd, PollFlags::IN)];
+            match poll(&mut pfd, timeout.as_ref()) {
+                Ok(0) => continue,
+                Ok(_) => return self.recv_ready(),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(RecvError::Io(e.into())),
             }
-            if r == 0 {
-                continue;
-            }
-            return self.recv_ready();
         }
     }
 
     fn recv_ready(&self) -> Result<(Msg, Option<OwnedFd>), RecvError> {
         let mut bytes = [0u8; MSG_BYTES];
-        let mut iov = libc::iovec { iov_base: bytes.as_mut_ptr().cast(), iov_len: bytes.len() };
-        let mut cbuf = [0u64; 8];
-        // SAFETY: msghdr is plain data; all-zero is a valid empty header.
-        let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-        hdr.msg_iov = &mut iov;
-        hdr.msg_iovlen = 1;
-        hdr.msg_control = cbuf.as_mut_ptr().cast();
-        hdr.msg_controllen = std::mem::size_of_val(&cbuf);
-        let n = loop {
-            // SAFETY: hdr points at live buffers for the duration of the call.
-            let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut hdr, libc::MSG_CMSG_CLOEXEC) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(RecvError::Io(e));
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let got = loop {
+            match recvmsg(
+                &self.fd,
+                &mut [IoSliceMut::new(&mut bytes)],
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC,
+            ) {
+                Ok(r) => break r,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(RecvError::Io(e.into())),
             }
-            break n;
         };
         let mut passed = None;
-        // SAFETY: recvmsg filled hdr's control area; the CMSG macros walk it
-        // within msg_controllen.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&hdr);
-            while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                    let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<RawFd>());
-                    if fd >= 0 && passed.is_none() {
-                        passed = Some(OwnedFd::from_raw_fd(fd));
+        for m in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(fds) = m {
+                for fd in fds {
+                    if passed.is_none() {
+                        passed = Some(fd);
                     }
                 }
-                c = libc::CMSG_NXTHDR(&hdr, c);
             }
         }
-        if n == 0 {
+        if got.bytes == 0 {
             return Err(RecvError::Closed);
         }
-        if n != MSG_BYTES as isize {
-            return Err(RecvError::Io(io::Error::other(format!("message of {n} bytes"))));
+        if got.bytes != MSG_BYTES {
+            return Err(RecvError::Io(io::Error::other(format!("message of {} bytes", got.bytes))));
         }
         Ok((Msg::decode(&bytes), passed))
     }
@@ -240,7 +205,7 @@ mod tests {
     fn messages_and_descriptors_cross() {
         let (a, b) = Channel::pair().expect("socketpair");
         let (c, _d) = Channel::pair().expect("socketpair");
-        a.send(&Msg::new(7, [1, 2, 3, u64::MAX]), Some(c.raw())).expect("send");
+        a.send(&Msg::new(7, [1, 2, 3, u64::MAX]), Some(c.fd())).expect("send");
         let (m, fd) = b.recv(Some(Instant::now() + Duration::from_secs(5)), None).expect("recv");
         assert_eq!(m, Msg::new(7, [1, 2, 3, u64::MAX]));
         assert!(fd.is_some());

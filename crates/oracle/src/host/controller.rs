@@ -299,15 +299,11 @@ impl Controller<'_> {
             ),
             Action::RcuGracePeriod => {
                 // MEMBARRIER_CMD_GLOBAL returns after synchronize_rcu().
-                // SAFETY: membarrier with a command and no pointers.
-                let r = unsafe { libc::syscall(libc::SYS_membarrier, 1, 0, 0) };
-                if r == 0 {
-                    Outcome::Done(None)
-                } else {
-                    Outcome::Skip(format!(
-                        "membarrier(MEMBARRIER_CMD_GLOBAL), which waits for an RCU grace period, failed: {}",
-                        std::io::Error::last_os_error()
-                    ))
+                match rustix::thread::membarrier(rustix::thread::MembarrierCommand::Global) {
+                    Ok(()) => Outcome::Done(None),
+                    Err(e) => Outcome::Skip(format!(
+                        "membarrier(MEMBARRIER_CMD_GLOBAL), which waits for an RCU grace period, failed: {e}"
+                    )),
                 }
             }
             Action::Dump => Outcome::Done(None),
@@ -403,7 +399,7 @@ impl Controller<'_> {
         let w = self.worker(parent)?;
         let ppid = w.pid;
         w.chan
-            .send(&Msg::new(op::FORK, [0; 4]), Some(theirs.raw()))
+            .send(&Msg::new(op::FORK, [0; 4]), Some(theirs.fd()))
             .map_err(|e| self.werr(parent, ppid, e.to_string()))?;
         drop(theirs);
         let r = self.recv_on(parent, ppid, &w.chan)?;
@@ -640,8 +636,9 @@ impl Drop for Controller<'_> {
 
 /// Kills a worker and reaps it (bounded).
 fn kill_worker(w: &mut Worker) {
-    // SAFETY: kill of a pid we started or were told by our own worker.
-    unsafe { libc::kill(w.pid, libc::SIGKILL) };
+    if let Some(pid) = rustix::process::Pid::from_raw(w.pid) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
     reap(w);
 }
 
@@ -660,11 +657,10 @@ fn reap(w: &mut Worker) {
         return;
     }
     while Instant::now() < deadline {
-        let mut status = 0;
-        // SAFETY: waitpid on a specific pid with a valid status pointer.
-        let r = unsafe { libc::waitpid(w.pid, &mut status, libc::WNOHANG) };
-        if r != 0 {
-            return; // reaped, or not our child (ECHILD)
+        let Some(pid) = rustix::process::Pid::from_raw(w.pid) else { return };
+        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG) {
+            Ok(None) => {}
+            _ => return, // reaped, or not our child (ECHILD)
         }
         std::thread::sleep(Duration::from_millis(5));
     }

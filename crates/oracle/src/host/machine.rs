@@ -10,7 +10,6 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
@@ -60,8 +59,7 @@ fn write_file(path: &Path, text: &str) -> Result<(), OracleError> {
 /// Checks what the oracle needs, without changing anything.
 pub(crate) fn check_host() -> Result<(), OracleError> {
     let un = |s: String| Err(OracleError::Unavailable(s));
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
+    let euid = rustix::process::geteuid().as_raw();
     if euid != 0 {
         return un(format!("it needs root (running as uid {euid})"));
     }
@@ -121,8 +119,7 @@ impl Machine {
     /// (type i gets the i-th highest priority) and the cgroup tree.
     pub(crate) fn setup(swaps: &[u64]) -> Result<Machine, OracleError> {
         let seq = RUN_SEQ.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: getpid has no preconditions.
-        let pid = unsafe { libc::getpid() };
+        let pid = std::process::id();
         let mut m = Machine {
             lock: None,
             top: Path::new(MEMCG_ROOT).join(format!("{PREFIX}{pid}-{seq}")),
@@ -161,8 +158,7 @@ impl Machine {
         }
         // Orphaned workers (a scenario parent exited before its child) are
         // re-parented to us so that we can reap them.
-        // SAFETY: prctl with integer arguments.
-        if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } == 0 {
+        if rustix::process::set_child_subreaper(Some(rustix::process::getpid())).is_ok() {
             m.subreaper_set = true;
         }
         check_signal()?;
@@ -273,8 +269,7 @@ impl Machine {
             }
         }
         if self.subreaper_set {
-            // SAFETY: prctl with integer arguments.
-            unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) };
+            let _ = rustix::process::set_child_subreaper(None);
         }
         for (sig, old) in self.old_actions.drain(..) {
             // SAFETY: restoring the disposition saved at setup.
@@ -311,8 +306,7 @@ fn take_lock() -> Result<File, OracleError> {
         .map_err(|e| OracleError::io(LOCK_PATH, e))?;
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
-        // SAFETY: flock on an open descriptor.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
             return Ok(f);
         }
         check_signal()?;
@@ -373,8 +367,9 @@ fn remove_leftovers() -> Result<(), OracleError> {
 fn kill_members(dir: &Path) {
     if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
         for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-            // SAFETY: kill with a pid read from our own cgroup.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
         }
     }
 }
@@ -417,9 +412,8 @@ fn make_swap_file(path: &Path, bytes: u64) -> Result<(), OracleError> {
         .mode(0o600)
         .open(path)
         .map_err(|e| OracleError::io(path, e))?;
-    // SAFETY: fallocate on an open descriptor with a byte range.
-    if unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, (pages * 4096) as libc::off_t) } != 0 {
-        let e = std::io::Error::last_os_error();
+    if let Err(e) = rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 0, pages * 4096)
+    {
         let _ = fs::remove_file(path);
         return Err(OracleError::Unavailable(format!("fallocate {}: {e}", path.display())));
     }

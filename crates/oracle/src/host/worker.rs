@@ -12,8 +12,11 @@
 //! with a flag set, which is how the worker reports `segv` like the scenario
 //! language does instead of dying.
 
+use std::ffi::OsString;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 
 use super::channel::{Channel, Msg};
 
@@ -58,27 +61,26 @@ static RESUME: AtomicUsize = AtomicUsize::new(0);
 /// Runs the worker loop on fd 3; returns only when fd 3 is not a worker
 /// channel (the caller prints the message and exits with status 2).
 pub fn worker_main() -> String {
-    // SAFETY: fstat on a descriptor number with a valid out-pointer.
-    let is_socket = unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        libc::fstat(CHANNEL_FD, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK
-    };
+    let is_socket = std::fs::read_link(format!("/proc/self/fd/{CHANNEL_FD}"))
+        .is_ok_and(|t| t.as_os_str().as_encoded_bytes().starts_with(b"socket:"));
     if !is_socket {
         return "oracle-worker is started by `ptemu oracle` only (fd 3 is not its channel)".into();
     }
-    let argv: Vec<std::ffi::CString> = std::env::args_os()
-        .filter_map(|a| std::ffi::CString::new(a.into_encoded_bytes()).ok())
-        .collect();
+    // SAFETY: descriptor 3 is open and a socket (checked above): the channel
+    // the controller hands a worker. The process adopts it once, here, and
+    // nothing else in it names fd 3.
+    let fd = unsafe { OwnedFd::from_raw_fd(CHANNEL_FD) };
+    let argv: Vec<OsString> = std::env::args_os().collect();
     install_signals();
-    // SAFETY: fd 3 is an open socket handed to us by the controller (checked above).
-    let chan = Channel::from_fd(unsafe { OwnedFd::from_raw_fd(CHANNEL_FD) });
+    let chan = Channel::from_fd(fd);
     warm_up();
     serve(chan, &argv)
 }
 
 fn install_signals() {
-    // SAFETY: installing handlers; the SIGSEGV handler only touches an
-    // atomic and the interrupted context's RIP.
+    // SAFETY: installing signal dispositions: three to SIG_IGN and SIGSEGV
+    // to on_segv, which only reads an atomic and rewrites the interrupted
+    // context's RIP (async-signal-safe).
     unsafe {
         libc::signal(libc::SIGCHLD, libc::SIG_IGN);
         libc::signal(libc::SIGINT, libc::SIG_IGN);
@@ -94,16 +96,19 @@ fn install_signals() {
 
 extern "C" fn on_segv(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     let resume = RESUME.load(Ordering::SeqCst);
-    if resume == 0 || ctx.is_null() {
-        // Not one of our accesses: a real bug. Let it kill the worker.
-        // SAFETY: resetting a signal disposition is async-signal-safe.
-        unsafe { libc::signal(libc::SIGSEGV, libc::SIG_DFL) };
-        return;
-    }
-    // SAFETY: for an SA_SIGINFO handler the kernel passes a valid ucontext.
+    let ours = resume != 0 && !ctx.is_null();
+    // SAFETY: for an SA_SIGINFO handler the kernel passes a valid ucontext,
+    // whose RIP is rewritten to the access's recovery point. A fault that
+    // is not one of our accesses is a real bug: the disposition goes back to
+    // the default (async-signal-safe) and the re-executed instruction kills
+    // the worker.
     unsafe {
-        let uc = ctx.cast::<libc::ucontext_t>();
-        (*uc).uc_mcontext.gregs[libc::REG_RIP as usize] = resume as i64;
+        if ours {
+            let uc = ctx.cast::<libc::ucontext_t>();
+            (*uc).uc_mcontext.gregs[libc::REG_RIP as usize] = resume as i64;
+        } else {
+            libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+        }
     }
 }
 
@@ -112,8 +117,9 @@ extern "C" fn on_segv(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut 
 fn user_write(addr: u64, val: u8) -> bool {
     let faulted: u64;
     // SAFETY: the store goes to scenario memory the Rust program never
-    // references; a fault on it is caught by on_segv, which resumes at label
-    // 2 with `flag` still 1. RESUME is cleared before returning.
+    // references (or, in warm_up, to a buffer it owns); a fault on it is
+    // caught by on_segv, which resumes at label 2 with `flag` still 1.
+    // RESUME is cleared before returning.
     unsafe {
         core::arch::asm!(
             "lea {tmp}, [rip + 2f]",
@@ -161,62 +167,92 @@ fn user_read(addr: u64) -> Option<u8> {
     (faulted == 0).then_some(val as u8)
 }
 
+/// mincore of the one page at `addr`: whether it is resident (for a swap
+/// entry: whether its slot's page is in the swap cache). Neither rustix
+/// nor nix wraps mincore.
+fn mincore_page(addr: u64) -> Result<bool, u64> {
+    let mut vec = 0u8;
+    // SAFETY: mincore only reads the page tables of [addr, addr + 4096) and
+    // writes one result byte, to `vec`, which lives for the call.
+    let r = unsafe { libc::mincore(addr as *mut libc::c_void, 4096, &mut vec) };
+    if r == 0 { Ok(vec & 1 != 0) } else { Err(errno()) }
+}
+
 /// Touches the worker's own stack, statics and code paths so that later
 /// steps fault in scenario pages only.
 #[inline(never)]
 fn warm_up() {
     let stack = std::hint::black_box([1u8; 256 << 10]);
     std::hint::black_box(&stack);
-    // SAFETY: a private anonymous page of the kernel's choosing, unmapped below.
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        );
-        if p != libc::MAP_FAILED {
-            let a = p as u64;
-            user_write(a, 1);
-            let _ = user_read(a);
-            let mut vec = 0u8;
-            libc::mincore(p, 4096, &mut vec);
-            libc::munmap(p, 4096);
-        }
+    // A page-aligned page of the worker's own heap, for the access and
+    // mincore paths.
+    let mut buf = std::hint::black_box(vec![0u8; 2 * 4096]);
+    let off = buf.as_ptr().align_offset(4096);
+    if let Some(page) = buf.get_mut(off..off + 4096) {
+        let a = page.as_mut_ptr() as u64;
+        user_write(a, 1);
+        let _ = user_read(a);
+        let _ = mincore_page(a);
     }
+    std::hint::black_box(&buf);
 }
 
 fn errno() -> u64 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0) as u64
 }
 
-fn reply_of(r: libc::c_int) -> Msg {
-    if r == 0 { Msg::new(op::OK, [0; 4]) } else { Msg::new(op::ERR, [errno(), 0, 0, 0]) }
+fn reply_of(r: rustix::io::Result<()>) -> Msg {
+    match r {
+        Ok(()) => Msg::new(op::OK, [0; 4]),
+        Err(e) => Msg::new(op::ERR, [e.raw_os_error() as u64, 0, 0, 0]),
+    }
 }
 
-fn serve(mut chan: Channel, argv: &[std::ffi::CString]) -> String {
-    // SAFETY: getpid has no preconditions.
-    let me = unsafe { libc::getpid() } as u64;
+fn prot_flags(bits: u64) -> (ProtFlags, MprotectFlags) {
+    let bits = bits as u32;
+    (ProtFlags::from_bits_retain(bits), MprotectFlags::from_bits_retain(bits))
+}
+
+/// munmap, mprotect or madvise of a scenario range.
+fn range_call(opcode: u64, addr: u64, len: u64, arg: u64) -> Msg {
+    let p = addr as *mut std::ffi::c_void;
+    let len = len as usize;
+    // SAFETY: the controller only names ranges of the scenario's own
+    // mappings (or holes between them), which the Rust program never
+    // references; unmapping, reprotecting or zapping them cannot invalidate
+    // anything the program holds.
+    let r = unsafe {
+        match opcode {
+            op::MUNMAP => rustix::mm::munmap(p, len),
+            op::MPROTECT => rustix::mm::mprotect(p, len, prot_flags(arg).1),
+            _ => match arg {
+                a if a == libc::MADV_DONTNEED as u64 => {
+                    rustix::mm::madvise(p, len, rustix::mm::Advice::LinuxDontNeed)
+                }
+                a if a == libc::MADV_WILLNEED as u64 => {
+                    rustix::mm::madvise(p, len, rustix::mm::Advice::WillNeed)
+                }
+                _ => Err(rustix::io::Errno::INVAL),
+            },
+        }
+    };
+    reply_of(r)
+}
+
+fn serve(mut chan: Channel, argv: &[OsString]) -> String {
+    let me = u64::from(std::process::id());
     if chan.send(&Msg::new(op::HELLO, [me, 0, 0, 0]), None).is_err() {
-        // SAFETY: leaving at once; nothing to clean up.
-        unsafe { libc::_exit(0) };
+        std::process::exit(0);
     }
     loop {
         let Ok((msg, passed)) = chan.recv(None, None) else {
             // The controller is gone: nothing left to serve.
-            // SAFETY: leaving at once.
-            unsafe { libc::_exit(0) };
+            std::process::exit(0);
         };
         let [a, b, c, _] = msg.args;
         let reply = match msg.op {
-            op::MMAP => do_mmap(a, b, c as i32),
-            // SAFETY (this and the next two): the controller only names ranges
-            // of the scenario's own mappings, which the program never uses.
-            op::MUNMAP => reply_of(unsafe { libc::munmap(a as *mut _, b as usize) }),
-            op::MPROTECT => reply_of(unsafe { libc::mprotect(a as *mut _, b as usize, c as i32) }),
-            op::MADVISE => reply_of(unsafe { libc::madvise(a as *mut _, b as usize, c as i32) }),
+            op::MMAP => do_mmap(a, b, c),
+            op::MUNMAP | op::MPROTECT | op::MADVISE => range_call(msg.op, a, b, c),
             op::WRITE => {
                 if user_write(a, b as u8) {
                     Msg::new(op::SEGV, [0; 4])
@@ -228,15 +264,13 @@ fn serve(mut chan: Channel, argv: &[std::ffi::CString]) -> String {
                 Some(v) => Msg::new(op::OK, [u64::from(v), 0, 0, 0]),
                 None => Msg::new(op::SEGV, [0; 4]),
             },
-            op::MINCORE => {
-                let mut vec = 0u8;
-                // SAFETY: one page, one result byte.
-                let r = unsafe { libc::mincore(a as *mut _, 4096, &mut vec) };
-                if r == 0 { Msg::new(op::OK, [u64::from(vec & 1), 0, 0, 0]) } else { reply_of(r) }
-            }
+            op::MINCORE => match mincore_page(a) {
+                Ok(resident) => Msg::new(op::OK, [u64::from(resident), 0, 0, 0]),
+                Err(e) => Msg::new(op::ERR, [e, 0, 0, 0]),
+            },
             op::FORK => match passed {
                 None => Msg::new(op::ERR, [libc::EINVAL as u64, 0, 0, 0]),
-                Some(fd) => match do_fork(fd) {
+                Some(fd) => match do_fork(&mut chan, fd) {
                     Ok(Some(child)) => {
                         // fork write-protected our own pages too: take our
                         // copies now, while in the top cgroup, not during a
@@ -245,62 +279,49 @@ fn serve(mut chan: Channel, argv: &[std::ffi::CString]) -> String {
                         Msg::new(op::OK, [child, 0, 0, 0])
                     }
                     Ok(None) => {
-                        // In the child: the new channel is on fd 3 now.
-                        // SAFETY: do_fork placed the child's channel on fd 3.
-                        let new = Channel::from_fd(unsafe { OwnedFd::from_raw_fd(CHANNEL_FD) });
-                        // The old Channel also names fd 3, which now holds the
-                        // new socket: forget it rather than close it.
-                        std::mem::forget(std::mem::replace(&mut chan, new));
+                        // In the child: fd 3 now holds the new channel.
                         warm_up();
-                        // SAFETY: getpid has no preconditions.
-                        let me = unsafe { libc::getpid() } as u64;
-                        Msg::new(op::HELLO, [me, 0, 0, 0])
+                        Msg::new(op::HELLO, [u64::from(std::process::id()), 0, 0, 0])
                     }
                     Err(e) => Msg::new(op::ERR, [e, 0, 0, 0]),
                 },
             },
-            // SAFETY: leaving at once, as the scenario's exit asks.
-            op::EXIT => unsafe { libc::_exit(0) },
-            op::EXECVE => Msg::new(op::ERR, [do_execve(argv), 0, 0, 0]),
+            // Leaving at once, as the scenario's exit asks.
+            op::EXIT => std::process::exit(0),
+            op::EXECVE => Msg::new(op::ERR, [do_execve(&chan, argv), 0, 0, 0]),
             _ => Msg::new(op::ERR, [libc::ENOSYS as u64, 0, 0, 0]),
         };
         if chan.send(&reply, None).is_err() {
-            // SAFETY: leaving at once.
-            unsafe { libc::_exit(0) };
+            std::process::exit(0);
         }
     }
 }
 
-fn do_mmap(addr: u64, len: u64, prot: i32) -> Msg {
+fn do_mmap(addr: u64, len: u64, prot: u64) -> Msg {
+    let flags = MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE;
+    let len = len as usize;
     // SAFETY: a private anonymous mapping at an address the controller chose
-    // for the scenario; NOREPLACE never touches an existing mapping.
-    let p = unsafe {
-        libc::mmap(
-            addr as *mut _,
-            len as usize,
-            prot,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
-            -1,
-            0,
-        )
+    // for the scenario; NOREPLACE never touches an existing mapping, so
+    // nothing the program holds can change. A kernel without
+    // MAP_FIXED_NOREPLACE treats the address as a hint: what it mapped
+    // elsewhere is unmapped again, and nothing else knows of it.
+    let r = unsafe {
+        match rustix::mm::mmap_anonymous(addr as *mut _, len, prot_flags(prot).0, flags) {
+            Ok(p) if p as u64 != addr => {
+                let _ = rustix::mm::munmap(p, len);
+                Err(rustix::io::Errno::EXIST)
+            }
+            other => other.map(|_| ()),
+        }
     };
-    if p == libc::MAP_FAILED {
-        return Msg::new(op::ERR, [errno(), 0, 0, 0]);
-    }
-    if p as u64 != addr {
-        // A kernel without MAP_FIXED_NOREPLACE treats it as a hint.
-        // SAFETY: unmapping what this call just mapped.
-        unsafe { libc::munmap(p, len as usize) };
-        return Msg::new(op::ERR, [libc::EEXIST as u64, 0, 0, 0]);
-    }
-    Msg::new(op::OK, [0; 4])
+    reply_of(r)
 }
 
-/// Forks; in the parent returns the child's pid, in the child moves `fd` to
-/// fd 3 and returns `None`.
-fn do_fork(fd: OwnedFd) -> Result<Option<u64>, u64> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: the worker is single-threaded, so the child may run Rust code.
+/// Forks; in the parent returns the child's pid, in the child makes `chan`
+/// (fd 3) the passed channel and returns `None`.
+fn do_fork(chan: &mut Channel, fd: OwnedFd) -> Result<Option<u64>, u64> {
+    // SAFETY: the worker is single-threaded, so the child may go on running
+    // Rust code (no lock can be held by a thread that does not exist there).
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(errno());
@@ -309,27 +330,25 @@ fn do_fork(fd: OwnedFd) -> Result<Option<u64>, u64> {
         drop(fd);
         return Ok(Some(pid as u64));
     }
-    // SAFETY: dup2 replaces fd 3 (the parent's channel) with the child's and
-    // clears close-on-exec on it; the received descriptor is then closed.
-    unsafe {
-        if libc::dup2(fd.as_raw_fd(), CHANNEL_FD) < 0 {
-            libc::_exit(1);
-        }
+    // The child: fd 3 (the parent's channel) becomes the child's own, and
+    // the received descriptor is closed.
+    if chan.replace_with(fd).is_err() {
+        std::process::exit(1);
     }
-    drop(fd);
     Ok(None)
 }
 
 /// Execs a fresh worker image on the same channel; returns only on failure.
-fn do_execve(argv: &[std::ffi::CString]) -> u64 {
-    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    ptrs.push(std::ptr::null());
-    let exe = c"/proc/self/exe";
-    // SAFETY: fd 3 stays open across exec (flags cleared); argv is a
-    // null-terminated array of valid C strings that outlive the call.
-    unsafe {
-        libc::fcntl(CHANNEL_FD, libc::F_SETFD, 0);
-        libc::execv(exe.as_ptr(), ptrs.as_ptr());
+fn do_execve(chan: &Channel, argv: &[OsString]) -> u64 {
+    use std::os::unix::process::CommandExt;
+    // fd 3 must stay open across exec.
+    if let Err(e) = rustix::io::fcntl_setfd(chan.fd(), rustix::io::FdFlags::empty()) {
+        return e.raw_os_error() as u64;
     }
-    errno()
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    if let Some((arg0, rest)) = argv.split_first() {
+        cmd.arg0(arg0).args(rest);
+    }
+    let e = cmd.exec();
+    e.raw_os_error().unwrap_or(libc::ENOEXEC) as u64
 }
