@@ -8,7 +8,7 @@ use scenario::ast::Advice;
 
 use crate::compare::{Side, SideRun, StepNote};
 use crate::error::OracleError;
-use crate::observe::{AccessOutcome, KPF_MAPPEDTODISK, PageObs, StepObs};
+use crate::observe::{AccessOutcome, KPF_MAPPEDTODISK, MapLine, PageObs, StepObs};
 use crate::plan::{Action, Plan, PlannedStep, ProcId};
 
 /// The era the host kernel is the oracle of.
@@ -49,6 +49,15 @@ pub fn run_ptemu(plan: &Plan) -> Result<SideRun, OracleError> {
                     what: e.to_string(),
                 })?;
                 obs.access = access;
+                if matches!(
+                    step.action,
+                    Action::Mmap { .. }
+                        | Action::Munmap { .. }
+                        | Action::Mprotect { .. }
+                        | Action::Madvise { .. }
+                ) {
+                    obs.result = Some(0);
+                }
                 side.steps.push(Some(obs));
             }
             Step::Stop(why) => {
@@ -173,5 +182,30 @@ fn observe(m: &Machine, pids: &[Option<Pid>], step: &PlannedStep) -> Result<Step
         }
         obs.pages.insert((p, va), page);
     }
+    for (p, pid) in pids.iter().enumerate() {
+        let Some(pid) = *pid else { continue };
+        let pages: Vec<u64> =
+            step.observe.iter().filter(|(q, _)| *q == p).map(|&(_, va)| va).collect();
+        let lines = m
+            .vmas(pid)?
+            .into_iter()
+            .filter(|v| {
+                let i = pages.partition_point(|&va| va < v.start);
+                pages.get(i).is_some_and(|&va| va < v.end)
+            })
+            .map(|v| MapLine { start: v.start, end: v.end, perms: perms(v.prot) })
+            .collect();
+        obs.maps.insert(p, lines);
+    }
     Ok(obs)
+}
+
+/// The perms column of /proc/PID/maps for a private anonymous mapping.
+fn perms(p: mm::Prot) -> String {
+    let mut s = String::with_capacity(4);
+    s.push(if p.readable() { 'r' } else { '-' });
+    s.push(if p.writable() { 'w' } else { '-' });
+    s.push(if p.executable() { 'x' } else { '-' });
+    s.push('p');
+    s
 }

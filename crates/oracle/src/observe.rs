@@ -74,11 +74,33 @@ pub struct AccessOutcome {
     pub value: Option<u8>,
 }
 
+/// One VMA as /proc/PID/maps lists it: start, end and the perms column.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize)]
+pub struct MapLine {
+    /// vm_start.
+    pub start: u64,
+    /// vm_end.
+    pub end: u64,
+    /// `rw-p` and the like.
+    pub perms: String,
+}
+
+impl std::fmt::Display for MapLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#x}-{:#x} {}", self.start, self.end, self.perms)
+    }
+}
+
 /// Everything read after one step.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize)]
 pub struct StepObs {
     /// For a read or write: what the access did.
     pub access: Option<AccessOutcome>,
+    /// For mmap, munmap, mprotect and madvise: 0, or the errno it failed with.
+    pub result: Option<i32>,
+    /// Per live process: its VMAs inside the scenario's mappings (the
+    /// worker's own mappings left out), in address order.
+    pub maps: BTreeMap<ProcId, Vec<MapLine>>,
     /// Every observed (process, page).
     pub pages: BTreeMap<(ProcId, u64), PageObs>,
 }
@@ -113,11 +135,15 @@ pub enum Field {
     Segv,
     /// The byte a read returned.
     ReadValue,
+    /// A system call's result: 0 or the errno's name.
+    Result,
+    /// A process's VMAs, as /proc/PID/maps lists them.
+    Maps,
 }
 
 impl Field {
     /// Every field, in report order.
-    pub const ALL: [Field; 13] = [
+    pub const ALL: [Field; 15] = [
         Field::Present,
         Field::Swapped,
         Field::SwapType,
@@ -131,6 +157,8 @@ impl Field {
         Field::Frame,
         Field::Segv,
         Field::ReadValue,
+        Field::Result,
+        Field::Maps,
     ];
 
     /// The field's name in reports.
@@ -149,6 +177,8 @@ impl Field {
             Field::Frame => "frame",
             Field::Segv => "segv",
             Field::ReadValue => "read-value",
+            Field::Result => "result",
+            Field::Maps => "maps",
         }
     }
 }
@@ -163,6 +193,8 @@ pub enum Value {
     Num(u64),
     /// A class named by its first member, e.g. `A:0x7f0000000000`.
     Class(String),
+    /// Text shown as is (an errno name, a maps listing).
+    Text(String),
 }
 
 impl std::fmt::Display for Value {
@@ -171,6 +203,7 @@ impl std::fmt::Display for Value {
             Value::Bool(b) => f.write_str(if *b { "yes" } else { "no" }),
             Value::Num(n) => write!(f, "{n}"),
             Value::Class(c) => write!(f, "same as {c}"),
+            Value::Text(t) => f.write_str(t),
         }
     }
 }
@@ -178,8 +211,10 @@ impl std::fmt::Display for Value {
 /// Where a field was read: a page, or the step itself (access outcome).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum Place {
-    /// The step's own access.
+    /// The step's own access (or system call).
     Access,
+    /// One process as a whole (its maps).
+    Process(ProcId),
     /// One (process, page).
     Page(ProcId, u64),
 }
@@ -199,6 +234,13 @@ pub fn derive_fields(
         if let Some(v) = a.value {
             out.insert((Place::Access, Field::ReadValue), Value::Num(u64::from(v)));
         }
+    }
+    if let Some(r) = obs.result {
+        out.insert((Place::Access, Field::Result), Value::Text(errno_name(r)));
+    }
+    for (&p, lines) in &obs.maps {
+        let text = lines.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ");
+        out.insert((Place::Process(p), Field::Maps), Value::Text(text));
     }
     // First member of each frame and slot class, in (process, address) order;
     // BTreeMap iteration gives exactly that order.
@@ -246,6 +288,31 @@ pub fn derive_fields(
         }
     }
     out
+}
+
+/// A system call's result as the scenario language writes it: `0`, or the
+/// errno's name as strerrorname_np spells it (the number for one the
+/// memory calls never return).
+pub fn errno_name(e: i32) -> String {
+    let name = match e {
+        0 => "0",
+        libc::EPERM => "EPERM",
+        libc::EINTR => "EINTR",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::ENODEV => "ENODEV",
+        libc::EINVAL => "EINVAL",
+        libc::ENOSYS => "ENOSYS",
+        libc::EOVERFLOW => "EOVERFLOW",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::EHWPOISON => "EHWPOISON",
+        other => return format!("errno {other}"),
+    };
+    name.to_string()
 }
 
 #[cfg(test)]

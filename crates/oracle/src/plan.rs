@@ -176,7 +176,8 @@ pub struct Plan {
     pub procs: Vec<String>,
     /// Physical memory of the emulated machine, in bytes.
     pub memory: u64,
-    /// Swap device sizes in bytes; index = swap type.
+    /// Swap device sizes in bytes; index = swap type (one 64M device when
+    /// the scenario names none, as the contract says).
     pub swaps: Vec<u64>,
     /// The operations.
     pub steps: Vec<PlannedStep>,
@@ -214,7 +215,13 @@ impl Plan {
             file: sc.file.clone(),
             procs: b.procs,
             memory: sc.setup.memory.value,
-            swaps: sc.setup.swaps.iter().map(|s| s.value).collect(),
+            // No `swap` line is the contract's default machine: one 64M
+            // device, on both sides.
+            swaps: if sc.setup.swaps.is_empty() {
+                vec![mm::config::DEFAULT_SWAP]
+            } else {
+                sc.setup.swaps.iter().map(|s| s.value).collect()
+            },
             steps,
         })
     }

@@ -17,7 +17,7 @@ use super::procfs::{KPage, Pagemap, observe_page};
 use super::worker::{CHANNEL_FD, op};
 use crate::compare::{Side, SideRun, StepNote};
 use crate::error::OracleError;
-use crate::observe::{AccessOutcome, KPF_ANON, KPF_ZERO_PAGE, StepObs};
+use crate::observe::{AccessOutcome, KPF_ANON, KPF_ZERO_PAGE, MapLine, StepObs};
 use crate::plan::{Action, PAGE_SIZE, Plan, PlannedStep, ProcId, page_range};
 
 /// How long a worker may take to answer one command.
@@ -39,7 +39,7 @@ pub const PAUSE_ENV: &str = "PTEMU_ORACLE_PAUSE_MS";
 
 /// Runs `plan` on the host kernel and reads every step's state.
 pub fn run_kernel(plan: &Plan, worker: &WorkerCommand) -> Result<SideRun, OracleError> {
-    let mut machine = Machine::setup(&plan.swaps)?;
+    let mut machine = Machine::setup(&plan.swaps, plan.memory)?;
     let result = match KPage::open() {
         Ok(kp) => {
             let mut ctl = Controller { plan, worker, machine: &mut machine, kp, procs: Vec::new() };
@@ -79,8 +79,9 @@ struct Worker {
 
 /// What a step came to on the host.
 enum Outcome {
-    /// Done; read the state.
-    Done(Option<AccessOutcome>),
+    /// Done; read the state (with the access's outcome, or the system
+    /// call's result: 0 or the errno).
+    Done(Option<AccessOutcome>, Option<i32>),
     /// Not performed, or not exactly; this step is not compared, later ones are.
     Skip(String),
     /// The kernel cannot go on as the scenario says; nothing from here on is compared.
@@ -135,9 +136,10 @@ impl Controller<'_> {
                 what,
             };
             match outcome {
-                Outcome::Done(access) => {
+                Outcome::Done(access, result) => {
                     let mut obs = self.observe(step)?;
                     obs.access = access;
+                    obs.result = result;
                     side.steps.push(Some(obs));
                 }
                 Outcome::Skip(why) => {
@@ -204,9 +206,19 @@ impl Controller<'_> {
         prev: &BTreeSet<(ProcId, u64)>,
     ) -> Result<Outcome, OracleError> {
         let verb = step.action.verb();
+        // A system call's answer: its result is compared like any field
+        // (mmap, munmap, mprotect and madvise fail as Linux's do, and the
+        // run goes on).
+        let syscall = |r: Msg| -> Outcome {
+            match r.op {
+                op::OK => Outcome::Done(None, Some(0)),
+                op::ERR => Outcome::Done(None, Some(r.args[0] as i32)),
+                other => Outcome::Stop(format!("{verb}: the worker answered {other}")),
+            }
+        };
         let plain = |r: Msg| -> Outcome {
             if r.op == op::OK {
-                Outcome::Done(None)
+                Outcome::Done(None, None)
             } else {
                 Outcome::Stop(format!("{verb} failed on the host: {}", errno_text(r.args[0])))
             }
@@ -214,64 +226,74 @@ impl Controller<'_> {
         Ok(match step.action {
             Action::Spawn { proc } => {
                 self.spawn(proc)?;
-                Outcome::Done(None)
+                Outcome::Done(None, None)
             }
             Action::Mmap { proc, addr, len, prot } => {
                 let r = self.call(proc, op::MMAP, [addr, len, prot_bits(prot), 0])?;
-                if r.op == op::ERR && r.args[0] == libc::EEXIST as u64 {
-                    let ours = page_range(addr, len).any(|va| prev.contains(&(proc, va)));
-                    Outcome::Stop(if ours {
-                        "mmap over an existing mapping of the scenario: the kernel refuses it \
-                         (MAP_FIXED_NOREPLACE), as the scenario language says"
-                            .to_string()
-                    } else {
-                        format!(
-                            "[{addr:#x}, {:#x}) collides with a mapping of the worker process \
-                             itself (its program, libraries or stack), so the kernel cannot \
-                             place the scenario's mapping there",
-                            addr.saturating_add(len)
-                        )
-                    })
+                let ours = page_range(addr, len).any(|va| prev.contains(&(proc, va)));
+                if r.op == op::ERR && r.args[0] == libc::EEXIST as u64 && !ours {
+                    Outcome::Stop(format!(
+                        "[{addr:#x}, {:#x}) collides with a mapping of the worker process \
+                         itself (its program, libraries or stack), so the kernel cannot \
+                         place the scenario's mapping there",
+                        addr.saturating_add(len)
+                    ))
                 } else {
-                    plain(r)
+                    // EEXIST over the scenario's own mapping is the
+                    // contract's answer (MAP_FIXED_NOREPLACE).
+                    syscall(r)
                 }
             }
             Action::Munmap { proc, addr, len } => {
-                plain(self.call(proc, op::MUNMAP, [addr, len, 0, 0])?)
+                syscall(self.call(proc, op::MUNMAP, [addr, len, 0, 0])?)
             }
             Action::Mprotect { proc, addr, len, prot } => {
-                plain(self.call(proc, op::MPROTECT, [addr, len, prot_bits(prot), 0])?)
+                syscall(self.call(proc, op::MPROTECT, [addr, len, prot_bits(prot), 0])?)
             }
             Action::Madvise { proc, addr, len, advice } => {
-                plain(self.call(proc, op::MADVISE, [addr, len, advice_bits(advice), 0])?)
+                syscall(self.call(proc, op::MADVISE, [addr, len, advice_bits(advice), 0])?)
             }
             Action::Write { proc, addr, value } => {
-                let r =
-                    self.access(step.number, proc, op::WRITE, [addr, u64::from(value), 0, 0])?;
+                let r = match self.access(
+                    step.number,
+                    proc,
+                    op::WRITE,
+                    [addr, u64::from(value), 0, 0],
+                )? {
+                    Ok(r) => r,
+                    Err(why) => return Ok(Outcome::Stop(why)),
+                };
                 match r.op {
-                    op::OK => Outcome::Done(Some(AccessOutcome { segv: false, value: None })),
-                    op::SEGV => Outcome::Done(Some(AccessOutcome { segv: true, value: None })),
+                    op::OK => Outcome::Done(Some(AccessOutcome { segv: false, value: None }), None),
+                    op::SEGV => {
+                        Outcome::Done(Some(AccessOutcome { segv: true, value: None }), None)
+                    }
                     _ => plain(r),
                 }
             }
             Action::Read { proc, addr } => {
-                let r = self.access(step.number, proc, op::READ, [addr, 0, 0, 0])?;
+                let r = match self.access(step.number, proc, op::READ, [addr, 0, 0, 0])? {
+                    Ok(r) => r,
+                    Err(why) => return Ok(Outcome::Stop(why)),
+                };
                 match r.op {
-                    op::OK => Outcome::Done(Some(AccessOutcome {
-                        segv: false,
-                        value: Some(r.args[0] as u8),
-                    })),
-                    op::SEGV => Outcome::Done(Some(AccessOutcome { segv: true, value: None })),
+                    op::OK => Outcome::Done(
+                        Some(AccessOutcome { segv: false, value: Some(r.args[0] as u8) }),
+                        None,
+                    ),
+                    op::SEGV => {
+                        Outcome::Done(Some(AccessOutcome { segv: true, value: None }), None)
+                    }
                     _ => plain(r),
                 }
             }
             Action::Fork { parent, child } => {
                 self.fork(parent, child)?;
-                Outcome::Done(None)
+                Outcome::Done(None, None)
             }
             Action::Exit { proc } => {
                 self.exit(proc)?;
-                Outcome::Done(None)
+                Outcome::Done(None, None)
             }
             Action::Execve { proc } => {
                 let w = self.worker(proc)?;
@@ -287,7 +309,7 @@ impl Controller<'_> {
                         format!("execve failed: {}", errno_text(r.args[0])),
                     ));
                 }
-                Outcome::Done(None)
+                Outcome::Done(None, None)
             }
             Action::Reclaim { proc, addr, len, keep_cache } => {
                 self.reclaim(step, proc, addr, len, keep_cache)?
@@ -300,32 +322,46 @@ impl Controller<'_> {
             Action::RcuGracePeriod => {
                 // MEMBARRIER_CMD_GLOBAL returns after synchronize_rcu().
                 match rustix::thread::membarrier(rustix::thread::MembarrierCommand::Global) {
-                    Ok(()) => Outcome::Done(None),
+                    Ok(()) => Outcome::Done(None, None),
                     Err(e) => Outcome::Skip(format!(
                         "membarrier(MEMBARRIER_CMD_GLOBAL), which waits for an RCU grace period, failed: {e}"
                     )),
                 }
             }
-            Action::Dump => Outcome::Done(None),
+            Action::Dump => Outcome::Done(None, None),
         })
     }
 
     /// A load or store run with the worker in the step's own memory cgroup,
     /// so that whatever page it allocates can later be reclaimed alone.
+    /// `Err(why)` when the worker died in the access: the memory cgroup's
+    /// OOM killer is the one thing that kills a worker there (the limit
+    /// reached with the swap devices full).
     fn access(
         &mut self,
         n: usize,
         p: ProcId,
         opcode: u64,
         args: [u64; 4],
-    ) -> Result<Msg, OracleError> {
+    ) -> Result<Result<Msg, String>, OracleError> {
         let pid = self.worker(p)?.pid;
         self.machine.enter_step(n, pid)?;
         let r = self.call(p, opcode, args);
+        if let Err(OracleError::Worker { what, .. }) = &r {
+            let why = format!(
+                "the worker of {} died in the access ({what}): killed by the memory cgroup's \
+                 OOM killer, the limit being reached with no swap left",
+                self.name(p)
+            );
+            if let Some(mut w) = self.procs.get_mut(p).and_then(Option::take) {
+                kill_worker(&mut w);
+            }
+            return Ok(Err(why));
+        }
         let back = self.machine.enter_top(pid);
         let r = r?;
         back?;
-        Ok(r)
+        Ok(Ok(r))
     }
 
     fn spawn(&mut self, p: ProcId) -> Result<(), OracleError> {
@@ -450,6 +486,12 @@ impl Controller<'_> {
             };
             obs.pages.insert((p, va), observe_page(pm, &self.kp, va)?);
         }
+        for (p, w) in self.procs.iter().enumerate() {
+            let Some(w) = w else { continue };
+            let pages: Vec<u64> =
+                step.observe.iter().filter(|(q, _)| *q == p).map(|&(_, va)| va).collect();
+            obs.maps.insert(p, scenario_maps(w.pid, &pages)?);
+        }
         Ok(obs)
     }
 
@@ -487,7 +529,7 @@ impl Controller<'_> {
             named.entry(pfn).or_insert(va);
         }
         if named.is_empty() {
-            return Ok(Outcome::Done(None));
+            return Ok(Outcome::Done(None, None));
         }
         let label = |q: ProcId, va: u64| format!("{}:{va:#x}", self.plan.proc_name(q));
         let mut groups: BTreeSet<PathBuf> = BTreeSet::new();
@@ -552,7 +594,7 @@ impl Controller<'_> {
             if self.machine.swap_full()? {
                 // Reclaim found no free slot: the kernel leaves the page
                 // mapped, which is what the step means on a full device.
-                return Ok(Outcome::Done(None));
+                return Ok(Outcome::Done(None, None));
             }
             return Ok(Outcome::Stop(format!(
                 "the kernel did not reclaim the page at {} (memory.force_empty left it mapped)",
@@ -607,7 +649,7 @@ impl Controller<'_> {
                 )));
             }
         }
-        Ok(Outcome::Done(None))
+        Ok(Outcome::Done(None, None))
     }
 
     fn force_empty(&self, dir: &Path) -> Result<(), OracleError> {
@@ -664,4 +706,26 @@ fn reap(w: &mut Worker) {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// The VMAs of /proc/PID/maps that hold a page of the scenario (`pages`,
+/// sorted): the worker's own program, libraries, heap and stack are left
+/// out.
+fn scenario_maps(pid: i32, pages: &[u64]) -> Result<Vec<MapLine>, OracleError> {
+    let path = PathBuf::from(format!("/proc/{pid}/maps"));
+    let text = std::fs::read_to_string(&path).map_err(|e| OracleError::io(&path, e))?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut cols = line.split_whitespace();
+        let (Some(range), Some(perms)) = (cols.next(), cols.next()) else { continue };
+        let Some((a, b)) = range.split_once('-') else { continue };
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
+            continue;
+        };
+        let i = pages.partition_point(|&va| va < start);
+        if pages.get(i).is_some_and(|&va| va < end) {
+            out.push(MapLine { start, end, perms: perms.to_string() });
+        }
+    }
+    Ok(out)
 }

@@ -103,6 +103,18 @@ pub(crate) struct Machine {
     /// The run's top memory cgroup; workers live here between steps.
     top: PathBuf,
     top_made: bool,
+    /// `top/mem`: limited to the scenario's memory; the step cgroups live
+    /// under it, so everything the scenario's accesses allocate counts
+    /// against the limit and pressure reclaim happens as in ptemu.
+    mem: PathBuf,
+    mem_made: bool,
+    /// The scenario's memory, in bytes.
+    memory: u64,
+    /// What creating the step cgroups charged to `mem` itself (the kernel
+    /// charges a new memory cgroup's own structures, about 256K with their
+    /// per-CPU counters, to its parent): added to the limit, so that the
+    /// scenario's pages have exactly `memory` to live in.
+    bookkeeping: u64,
     /// Step cgroups in creation order, with their inode numbers.
     steps: Vec<(PathBuf, u64)>,
     /// Swap files created (and whether each is on).
@@ -117,12 +129,17 @@ impl Machine {
     /// Locks the machine, removes leftovers of killed runs, installs the
     /// signal handlers, and creates one swap file per entry of `swaps`
     /// (type i gets the i-th highest priority) and the cgroup tree.
-    pub(crate) fn setup(swaps: &[u64]) -> Result<Machine, OracleError> {
+    pub(crate) fn setup(swaps: &[u64], memory: u64) -> Result<Machine, OracleError> {
         let seq = RUN_SEQ.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
+        let top = Path::new(MEMCG_ROOT).join(format!("{PREFIX}{pid}-{seq}"));
         let mut m = Machine {
             lock: None,
-            top: Path::new(MEMCG_ROOT).join(format!("{PREFIX}{pid}-{seq}")),
+            mem: top.join("mem"),
+            mem_made: false,
+            memory,
+            bookkeeping: 0,
+            top,
             top_made: false,
             steps: Vec::new(),
             swaps: Vec::new(),
@@ -146,6 +163,13 @@ impl Machine {
         fs::create_dir(&m.top).map_err(|e| OracleError::io(&m.top, e))?;
         m.top_made = true;
         write_file(&m.top.join("memory.swappiness"), "100")?;
+        fs::create_dir(&m.mem).map_err(|e| OracleError::io(&m.mem, e))?;
+        m.mem_made = true;
+        write_file(&m.mem.join("memory.swappiness"), "100")?;
+        // The scenario's `memory`: the kernel rounds the limit down to whole
+        // pages; charges above it are reclaimed from this subtree (to the
+        // run's swap devices, whose sizes are the scenario's).
+        write_file(&m.mem.join("memory.limit_in_bytes"), &memory.to_string())?;
         for (i, &bytes) in swaps.iter().enumerate() {
             let path = Path::new(SWAP_DIR).join(format!("{PREFIX}{pid}-{seq}-{i}.swap"));
             make_swap_file(&path, bytes.max(MIN_SWAP_BYTES))?;
@@ -191,14 +215,33 @@ impl Machine {
     /// step allocates are charged there, which is what lets a later reclaim
     /// take exactly them.
     pub(crate) fn enter_step(&mut self, n: usize, pid: i32) -> Result<(), OracleError> {
-        let dir = self.top.join(format!("s{n}"));
+        let dir = self.mem.join(format!("s{n}"));
         if !dir.exists() {
+            // Room for the new cgroup's own structures, measured and kept
+            // out of the scenario's share; the workers are idle meanwhile.
+            let before = self.usage()?;
+            self.set_limit(before + (64 << 20))?;
             fs::create_dir(&dir).map_err(|e| OracleError::io(&dir, e))?;
+            let after = self.usage()?;
+            self.bookkeeping += after.saturating_sub(before);
+            self.set_limit(self.memory + self.bookkeeping)?;
             let ino = fs::metadata(&dir).map_err(|e| OracleError::io(&dir, e))?.ino();
             self.steps.push((dir.clone(), ino));
             write_file(&dir.join("memory.swappiness"), "100")?;
         }
         write_file(&dir.join("cgroup.procs"), &pid.to_string())
+    }
+
+    fn usage(&self) -> Result<u64, OracleError> {
+        let path = self.mem.join("memory.usage_in_bytes");
+        let text = fs::read_to_string(&path).map_err(|e| OracleError::io(&path, e))?;
+        text.trim().parse().map_err(|_| {
+            OracleError::io(&path, std::io::Error::other(format!("not a number: {text:?}")))
+        })
+    }
+
+    fn set_limit(&self, bytes: u64) -> Result<(), OracleError> {
+        write_file(&self.mem.join("memory.limit_in_bytes"), &bytes.to_string())
     }
 
     /// The step cgroup with inode `ino`, if it is one of ours.
@@ -255,6 +298,11 @@ impl Machine {
         }
         for (dir, _) in self.steps.iter().rev() {
             if let Err(e) = remove_cgroup(dir) {
+                problems.push(e);
+            }
+        }
+        if self.mem_made {
+            if let Err(e) = remove_cgroup(&self.mem) {
                 problems.push(e);
             }
         }
@@ -345,22 +393,33 @@ fn remove_leftovers() -> Result<(), OracleError> {
     let dir = fs::read_dir(MEMCG_ROOT).map_err(|e| OracleError::io(MEMCG_ROOT, e))?;
     for e in dir.flatten() {
         if e.file_name().to_string_lossy().starts_with(PREFIX) && e.path().is_dir() {
-            let top = e.path();
-            let mut subs: Vec<PathBuf> = fs::read_dir(&top)
-                .map_err(|err| OracleError::io(&top, err))?
-                .flatten()
-                .map(|s| s.path())
-                .filter(|p| p.is_dir())
-                .collect();
-            subs.sort();
-            for d in subs.iter().chain(std::iter::once(&top)) {
+            // Children before parents: a cgroup with children cannot go.
+            let mut all = Vec::new();
+            cgroup_tree(&e.path(), &mut all)?;
+            for d in &all {
                 kill_members(d);
             }
-            for d in subs.iter().chain(std::iter::once(&top)) {
+            for d in &all {
                 remove_cgroup(d).map_err(OracleError::Unavailable)?;
             }
         }
     }
+    Ok(())
+}
+
+/// `dir` and every cgroup below it, deepest first.
+fn cgroup_tree(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), OracleError> {
+    let mut subs: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|err| OracleError::io(dir, err))?
+        .flatten()
+        .map(|s| s.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    subs.sort();
+    for s in &subs {
+        cgroup_tree(s, out)?;
+    }
+    out.push(dir.to_path_buf());
     Ok(())
 }
 
