@@ -1,0 +1,45 @@
+//! An x86-64 MMU for emulators: the CPU's paging state, a software TLB
+//! whose hit costs what QEMU's does, and invalidation exactly as the Intel
+//! SDM (vol. 3A, 4.10) defines it, over ptemu-pgtable's hardware walk.
+//!
+//! - [`Mmu`]: construction from a [`Config`] (table size, PCID contexts,
+//!   MAXPHYADDR, [`StalePolicy`]); [`Mmu::translate`],
+//!   [`Mmu::translate_sized`], [`Mmu::read`], [`Mmu::write`], [`Mmu::fetch`]
+//!   for accesses of 1 to 64 bytes, split at page boundaries as the CPU
+//!   splits them; [`Mmu::write_cr0`], [`Mmu::write_cr3`],
+//!   [`Mmu::write_cr4`], [`Mmu::write_efer`], [`Mmu::write_pkru`],
+//!   [`Mmu::set_cpl`], [`Mmu::set_ac`], [`Mmu::invlpg`], [`Mmu::invpcid`];
+//!   [`Stats`] counters.
+//! - [`regs`]: the registers and their bits.
+//! - [`GuestMem`]: byte access on top of pgtable's word-granular
+//!   [`PhysMem`](pgtable::PhysMem).
+//! - [`Error`]: #PF (error code and CR2), #GP, memory errors.
+//!
+//! The module [`mod@mmu`] explains the TLB's layout, how fills, the Dirty
+//! bit and large pages are handled, and what stale entries do.
+//!
+//! The crate is `no_std` (it needs `alloc` for the tables) and has no
+//! `unsafe`.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod error;
+pub mod mem;
+pub mod mmu;
+pub mod regs;
+
+pub use error::{Error, GpCause};
+pub use mem::GuestMem;
+#[cfg(feature = "fault-injection")]
+#[doc(hidden)]
+pub use mmu::Bug;
+pub use mmu::{
+    CachedEntry, Config, ConfigError, Flushes, Invpcid, MAX_ACCESS, Mmu, Mode, Span, StalePolicy,
+    Stats, VICTIMS,
+};
+/// The page-table crate this MMU walks with (its tables, mapper and `PhysMem`).
+pub use pgtable;
+pub use pgtable::{Access, PageFault, PfErrorCode, PhysAddr, VirtAddr};
+pub use regs::Regs;

@@ -1,0 +1,1273 @@
+//! The MMU: paging state, the TLB, its fills and its invalidation.
+//!
+//! # The TLB's layout
+//!
+//! Translations are cached per *context* (a PCID the CPU has run under) and
+//! per *mode* (QEMU's mmu_idx: user, supervisor with SMAP enforced,
+//! supervisor without). Each (context, mode) pair owns a direct-mapped table
+//! of `entries` slots, indexed by the low bits of the virtual page number,
+//! and an 8-entry victim cache that catches entries evicted by a conflicting
+//! fill.
+//!
+//! A slot is split in two. The hot half, [`Fast`], is what the hit path
+//! reads: one comparator per access kind (read, write, fetch) and the
+//! addend that turns the virtual address into the physical one. A
+//! comparator holds the page's address when that access is allowed in that
+//! mode under the current CR0.WP, CR4.SMEP, CR4.PKE and PKRU, and an
+//! impossible value otherwise, so a hit is one load, one compare, one
+//! branch and one add. The cold half, [`Meta`], holds what the SDM says a
+//! TLB entry holds (frame, R/W AND, U/S AND, XD OR, protection key, the
+//! leaf's Dirty bit, page size, global) and is read only on the slow path
+//! and by invalidation.
+//!
+//! Write comparators are set only for entries whose Dirty bit is cached as
+//! 1: the first write to a clean page misses, walks again, and the walk sets
+//! D by compare-exchange before the write proceeds (QEMU's and Bochs's
+//! "clean pages are read-only in the TLB").
+//!
+//! 2 MiB and 1 GiB pages are cached as 4 KiB entries tagged with their page
+//! size. The range of virtual addresses any large entry covers is tracked
+//! (as QEMU tracks one large-page region per mmu_idx); an invalidation of an
+//! address inside it also scans the tables for large entries covering the
+//! address, so that INVLPG of any 4 KiB page inside a 2 MiB page drops all
+//! of that page's entries.
+//!
+//! # What a cached entry does that a walk would not (SDM 4.10.4.3)
+//!
+//! An entry stays until an invalidation covers it, a conflicting fill
+//! evicts it (from the victim cache), or a #PF on its address drops it. So
+//! after a guest raises a permission without invalidating, an access the
+//! cached entry forbids raises a #PF from the cached entry (with
+//! [`StalePolicy::Faithful`], the default), and that #PF drops the entry,
+//! so the next access walks: at most one spurious #PF. After A or D is
+//! cleared in memory without invalidation, hits do not set them again.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use pgtable::{
+    Access, CpuState, EntryFlags, PAGE_SIZE, PageFault, PfErrorCode, PhysAddr, VirtAddr,
+    translate as walk,
+};
+
+use crate::error::{Error, GpCause};
+use crate::mem::GuestMem;
+use crate::regs::*;
+
+const PAGE_MASK: u64 = !(PAGE_SIZE - 1);
+/// A comparator value no access can produce (accesses compare page-aligned
+/// addresses).
+const INVALID_TAG: u64 = 1;
+/// Victim-cache entries per (context, mode).
+pub const VICTIMS: usize = 8;
+/// Modes (QEMU's mmu_idx) with a table each.
+const MODES: usize = 3;
+/// Largest access, in bytes (an AVX-512 register).
+pub const MAX_ACCESS: usize = 64;
+
+/// The privilege mode a table serves (QEMU's mmu_idx for x86).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Mode {
+    /// CPL 3.
+    User = 0,
+    /// CPL 0-2 with CR4.SMAP=1 and EFLAGS.AC=0: data accesses to user
+    /// pages fault.
+    SupervisorSmap = 1,
+    /// CPL 0-2 with SMAP off or lifted by EFLAGS.AC.
+    Supervisor = 2,
+}
+
+/// What to do when a cached entry forbids an access.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub enum StalePolicy {
+    /// Raise the #PF the cached entry implies, as the CPU does, and drop the
+    /// entry (the #PF invalidates it). A guest that raised a permission
+    /// without invalidating sees the one spurious #PF the SDM allows.
+    #[default]
+    Faithful,
+    /// Walk again before faulting (QEMU's behaviour): never a spurious #PF.
+    /// Also architecturally allowed, since a CPU may drop any entry.
+    Rewalk,
+}
+
+/// How the TLB is sized and behaves.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Config {
+    /// Slots of each direct-mapped table (one per mode and context): a
+    /// power of two in 8..=2^20.
+    pub entries: usize,
+    /// PCIDs whose entries are kept at once, 1..=4096 (the least recently
+    /// used one is dropped to make room; with CR4.PCIDE=0 only PCID 0 is
+    /// used).
+    pub contexts: usize,
+    /// MAXPHYADDR, 1..=52: bits above it in an entry are reserved.
+    pub maxphyaddr: u8,
+    /// What a cached entry that forbids an access does.
+    pub stale: StalePolicy,
+}
+
+impl Default for Config {
+    /// 256 slots per table, 4 contexts, MAXPHYADDR 52, faithful stale
+    /// entries: 3 modes x 4 contexts x 256 x 32 bytes = 96 KiB of hot
+    /// tables.
+    fn default() -> Self {
+        Self { entries: 256, contexts: 4, maxphyaddr: 52, stale: StalePolicy::Faithful }
+    }
+}
+
+/// A [`Config`] the MMU cannot be built with.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum ConfigError {
+    /// `entries` is not a power of two in 8..=2^20.
+    Entries(usize),
+    /// `contexts` is outside 1..=4096.
+    Contexts(usize),
+    /// `maxphyaddr` is outside 1..=52.
+    MaxPhyAddr(u8),
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ConfigError::Entries(n) => {
+                write!(f, "TLB size {n} is not a power of two in 8..=1048576")
+            }
+            ConfigError::Contexts(n) => write!(f, "context count {n} is outside 1..=4096"),
+            ConfigError::MaxPhyAddr(n) => write!(f, "MAXPHYADDR {n} is outside 1..=52"),
+        }
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+/// Invalidations counted by cause.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub struct Flushes {
+    /// INVLPG instructions (canonical addresses).
+    pub invlpg: u64,
+    /// INVPCID by type (0: address, 1: context, 2: all, 3: all non-global).
+    pub invpcid: [u64; 4],
+    /// MOV to CR3 that flushed (PCIDE=0, or bit 63 clear).
+    pub cr3: u64,
+    /// MOV to CR3 with PCIDE=1 and bit 63 set (no flush).
+    pub cr3_noflush: u64,
+    /// MOV to CR4 that flushed (PGE or PCIDE 1->0: everything; PAE or SMEP
+    /// 0->1: the current PCID).
+    pub cr4: u64,
+    /// MOV to CR0 that changed PG, WP or PE (everything).
+    pub cr0: u64,
+    /// WRMSR to EFER that changed NXE (everything).
+    pub efer: u64,
+    /// Page faults, each of which drops the faulting address's entries.
+    pub fault: u64,
+    /// [`Mmu::flush_all`] and [`Mmu::set_regs`].
+    pub explicit: u64,
+    /// Contexts dropped to make room for a new PCID.
+    pub context_evictions: u64,
+    /// Comparator rebuilds after a change of PKRU, CR4.PKE or CR4.SMEP
+    /// (1->0) that keeps the entries but changes what they allow.
+    pub rederive: u64,
+}
+
+/// What the MMU counted since construction or [`Mmu::reset_stats`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub struct Stats {
+    /// Accesses answered by the hit path (one compare).
+    pub hits: u64,
+    /// Accesses answered from the victim cache.
+    pub victim_hits: u64,
+    /// Page walks (accesses, or pages of a split access, the TLB could not
+    /// answer, including first writes to clean pages).
+    pub misses: u64,
+    /// Entries installed from completed walks.
+    pub fills: u64,
+    /// Page faults raised (by a walk or by a cached entry).
+    pub faults: u64,
+    /// Page faults raised by a cached entry without walking (possibly the
+    /// spurious #PF of a stale entry).
+    pub cached_faults: u64,
+    /// Invalidations by cause.
+    pub flushes: Flushes,
+}
+
+/// The physical bytes of an access: one piece, or two when it crosses a
+/// 4 KiB boundary.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Span {
+    /// Where the first byte is.
+    pub first: PhysAddr,
+    /// Bytes in the first piece.
+    pub first_len: usize,
+    /// Where the bytes after the page boundary are, for a split access.
+    pub second: Option<PhysAddr>,
+    /// The access size.
+    pub len: usize,
+}
+
+impl Span {
+    /// Reads the span's bytes into `buf` (`buf.len()` must be `self.len`).
+    pub fn read<M: GuestMem + ?Sized>(&self, mem: &M, buf: &mut [u8]) -> Result<(), Error> {
+        let (a, b) = buf.split_at_mut(self.first_len.min(buf.len()));
+        mem.read_bytes(self.first, a)?;
+        if let Some(second) = self.second {
+            mem.read_bytes(second, b)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` to the span's bytes (`data.len()` must be `self.len`).
+    pub fn write<M: GuestMem + ?Sized>(&self, mem: &mut M, data: &[u8]) -> Result<(), Error> {
+        let (a, b) = data.split_at(self.first_len.min(data.len()));
+        mem.write_bytes(self.first, a)?;
+        if let Some(second) = self.second {
+            mem.write_bytes(second, b)?;
+        }
+        Ok(())
+    }
+}
+
+/// An INVPCID operation (its type and descriptor).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Invpcid {
+    /// Type 0: the non-global entries for one address and one PCID.
+    Address {
+        /// The PCID.
+        pcid: u16,
+        /// The linear address.
+        va: u64,
+    },
+    /// Type 1: the non-global entries of one PCID.
+    Context {
+        /// The PCID.
+        pcid: u16,
+    },
+    /// Type 2: every entry, global ones included, of every PCID.
+    All,
+    /// Type 3: every non-global entry of every PCID.
+    AllNonGlobal,
+}
+
+impl Invpcid {
+    /// Decodes the instruction's register operand (the type) and its
+    /// 128-bit memory descriptor (PCID in bits 11:0, bits 63:12 reserved,
+    /// the linear address in the upper quadword). Invalid ones are #GP.
+    pub fn from_raw(kind: u64, descriptor_lo: u64, va: u64) -> Result<Self, Error> {
+        if descriptor_lo > CR3_PCID_MASK {
+            return Err(Error::GeneralProtection(GpCause::Invpcid(
+                "reserved descriptor bits 63:12 set",
+            )));
+        }
+        let pcid = descriptor_lo as u16;
+        match kind {
+            0 => Ok(Invpcid::Address { pcid, va }),
+            1 => Ok(Invpcid::Context { pcid }),
+            2 => Ok(Invpcid::All),
+            3 => Ok(Invpcid::AllNonGlobal),
+            _ => Err(Error::GeneralProtection(GpCause::Invpcid("type above 3"))),
+        }
+    }
+
+    /// The INVPCID type, 0..=3.
+    pub const fn kind(&self) -> usize {
+        match self {
+            Invpcid::Address { .. } => 0,
+            Invpcid::Context { .. } => 1,
+            Invpcid::All => 2,
+            Invpcid::AllNonGlobal => 3,
+        }
+    }
+}
+
+/// A TLB entry as the SDM describes one (the cold half of a slot).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub struct CachedEntry {
+    /// The 4 KiB virtual page this slot answers for.
+    pub page: u64,
+    /// The physical address of that 4 KiB page.
+    pub frame: u64,
+    /// Size of the page the walk found, in bytes, minus one.
+    pub size_mask: u64,
+    /// G was set in the leaf and CR4.PGE was 1: the entry matches every
+    /// PCID.
+    pub global: bool,
+    /// R/W ANDed over the levels.
+    pub writable: bool,
+    /// U/S ANDed over the levels.
+    pub user: bool,
+    /// XD ORed over the levels (with EFER.NXE=1).
+    pub nx: bool,
+    /// The leaf's Dirty bit as the walk left it.
+    pub dirty: bool,
+    /// The leaf's protection key.
+    pub pkey: u8,
+}
+
+impl CachedEntry {
+    fn covers(&self, va: u64) -> bool {
+        (va & !self.size_mask) == (self.page & !self.size_mask)
+    }
+}
+
+/// The hot half of a slot: a comparator per access kind and the addend.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(C, align(32))]
+struct Fast {
+    tag: [u64; 3],
+    addend: u64,
+}
+
+const EMPTY_FAST: Fast = Fast { tag: [INVALID_TAG; 3], addend: 0 };
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Meta {
+    valid: bool,
+    e: CachedEntry,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Ctx {
+    pcid: u16,
+    live: bool,
+    stamp: u64,
+}
+
+/// The parts of the CPU state a comparator depends on.
+#[derive(Clone, Copy, Debug)]
+struct Policy {
+    wp: bool,
+    nxe: bool,
+    smep: bool,
+    pke: bool,
+    pkru: u32,
+}
+
+enum Decision {
+    Allow,
+    /// A write allowed by the entry, but the entry's D is 0: walk again.
+    NeedsDirty,
+    Deny(PfErrorCode),
+}
+
+/// The SDM's permission check applied to a cached entry (the same rules as
+/// pgtable's walk applies at the leaf).
+fn decide(e: &CachedEntry, mode: Mode, access: Access, p: &Policy) -> Decision {
+    let user = mode == Mode::User;
+    let smap_blocks = mode == Mode::SupervisorSmap && e.user;
+    let ok = if user && !e.user {
+        false
+    } else {
+        match access {
+            Access::Read => !smap_blocks,
+            Access::Write => !smap_blocks && (e.writable || (!user && !p.wp)),
+            Access::Fetch => {
+                let smep_blocks = !user && e.user && p.smep;
+                !e.nx && !smep_blocks
+            }
+        }
+    };
+    let pk = p.pke && e.user && access != Access::Fetch && {
+        let k = u32::from(e.pkey);
+        let ad = (p.pkru >> (2 * k)) & 1 != 0;
+        let wd = (p.pkru >> (2 * k + 1)) & 1 != 0;
+        ad || (access == Access::Write && wd && (user || p.wp))
+    };
+    if !ok || pk {
+        let mut code = PfErrorCode::PRESENT;
+        if pk {
+            code |= PfErrorCode::PK;
+        }
+        if user {
+            code |= PfErrorCode::USER;
+        }
+        match access {
+            Access::Read => {}
+            Access::Write => code |= PfErrorCode::WRITE,
+            Access::Fetch => {
+                if p.nxe || p.smep {
+                    code |= PfErrorCode::FETCH;
+                }
+            }
+        }
+        return Decision::Deny(code);
+    }
+    if access == Access::Write && !e.dirty {
+        return Decision::NeedsDirty;
+    }
+    Decision::Allow
+}
+
+/// Which entries a single-address invalidation drops.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum PageScope {
+    /// INVLPG: the current PCID's entries and global entries.
+    Invlpg,
+    /// #PF: the same entries as INVLPG.
+    Fault,
+    /// INVPCID type 0: one PCID's non-global entries.
+    PcidNonGlobal(u16),
+}
+
+/// A deliberately wrong TLB, for showing that the property tests catch it.
+#[cfg(feature = "fault-injection")]
+#[doc(hidden)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Bug {
+    /// Correct behaviour.
+    #[default]
+    None,
+    /// INVLPG keeps the global entry for the address.
+    InvlpgKeepsGlobal,
+    /// MOV to CR3 keeps the non-global entries.
+    Cr3KeepsNonGlobal,
+    /// Write permission is cached for a clean page (D=0).
+    WriteOnCleanPage,
+}
+
+/// An x86-64 MMU: the paging registers and a TLB over pgtable's walk.
+///
+/// Memory is passed to each call, so the emulator keeps owning it; the MMU
+/// reads and writes page-table entries only through [`pgtable::PhysMem`]
+/// (A/D by compare-exchange) and data through [`GuestMem`].
+///
+/// ```
+/// use ptemu_mmu::{Mmu, Config, Regs, Access};
+/// use ptemu_mmu::pgtable::{BumpFrames, EntryFlags, FrameMem, PageSize, Pfn, VirtAddr, map, new_root};
+///
+/// let mut mem = FrameMem::new(16);
+/// let mut frames = BumpFrames::new(Pfn(1), Pfn(8));
+/// let cr3 = new_root(&mut mem, &mut frames)?;
+/// let va = 0x7f00_0000_1000u64;
+/// let flags = EntryFlags::PRESENT | EntryFlags::WRITABLE | EntryFlags::USER;
+/// map(&mut mem, &mut frames, cr3, VirtAddr::new(va)?, Pfn(9), PageSize::Size4K, flags)?;
+///
+/// let mut mmu = Mmu::new(Config::default())?;
+/// mmu.set_regs(Regs::long_mode(cr3.as_u64()))?;
+/// mmu.set_cpl(3);
+/// mmu.write(&mut mem, va + 0xffc, &[1, 2, 3, 4])?;
+/// let mut buf = [0u8; 4];
+/// mmu.read(&mut mem, va + 0xffc, &mut buf)?;
+/// assert_eq!(buf, [1, 2, 3, 4]);
+/// assert_eq!(mmu.translate(&mut mem, va + 5, Access::Read)?.as_u64(), 0x9005);
+/// assert_eq!(mmu.stats().hits, 2);
+/// // Crossing into an unmapped page: #PF with CR2 at the second page.
+/// let pf = mmu.read(&mut mem, va + 0xffe, &mut buf).unwrap_err().page_fault().unwrap();
+/// assert_eq!(pf.addr.as_u64(), va + 0x1000);
+/// assert_eq!(pf.error_code.bits(), 0x4);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Mmu {
+    // Hot: the hit path reads these four fields and one slot.
+    fast: Vec<Fast>,
+    base: usize,
+    mask: usize,
+    stats: Stats,
+
+    meta: Vec<Meta>,
+    vfast: Vec<Fast>,
+    vmeta: Vec<Meta>,
+    vnext: Vec<u8>,
+    entries: usize,
+    ctxs: Vec<Ctx>,
+    cur_ctx: usize,
+    clock: u64,
+    mode: Mode,
+    policy: Policy,
+    /// Virtual range [lo, hi) covering every cached large-page entry.
+    large_lo: u64,
+    large_hi: u64,
+    regs: Regs,
+    config: Config,
+    #[cfg(feature = "fault-injection")]
+    bug: Bug,
+}
+
+impl Mmu {
+    /// An MMU in the RESET state (paging off) with an empty TLB.
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        let n = config.entries;
+        if !n.is_power_of_two() || !(8..=1 << 20).contains(&n) {
+            return Err(ConfigError::Entries(n));
+        }
+        if !(1..=4096).contains(&config.contexts) {
+            return Err(ConfigError::Contexts(config.contexts));
+        }
+        if !(1..=52).contains(&config.maxphyaddr) {
+            return Err(ConfigError::MaxPhyAddr(config.maxphyaddr));
+        }
+        let sets = config.contexts * MODES;
+        let mut ctxs = vec![Ctx { pcid: 0, live: false, stamp: 0 }; config.contexts];
+        ctxs[0].live = true;
+        let regs = Regs::default();
+        Ok(Self {
+            fast: vec![EMPTY_FAST; sets * n],
+            base: 0,
+            mask: n - 1,
+            stats: Stats::default(),
+            meta: vec![Meta::default(); sets * n],
+            vfast: vec![EMPTY_FAST; sets * VICTIMS],
+            vmeta: vec![Meta::default(); sets * VICTIMS],
+            vnext: vec![0; sets],
+            entries: n,
+            ctxs,
+            cur_ctx: 0,
+            clock: 0,
+            mode: Mode::Supervisor,
+            policy: policy_of(&regs),
+            large_lo: u64::MAX,
+            large_hi: 0,
+            regs,
+            config,
+            #[cfg(feature = "fault-injection")]
+            bug: Bug::None,
+        })
+    }
+
+    /// The configuration the MMU was built with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The paging registers.
+    pub fn regs(&self) -> &Regs {
+        &self.regs
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Zeroes the counters.
+    pub fn reset_stats(&mut self) {
+        self.stats = Stats::default();
+    }
+
+    /// The mode accesses are currently made in.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Makes the TLB deliberately wrong (tests only).
+    #[cfg(feature = "fault-injection")]
+    #[doc(hidden)]
+    pub fn inject(&mut self, bug: Bug) {
+        self.bug = bug;
+        self.rederive_all();
+    }
+
+    // ----- the hit path -------------------------------------------------
+
+    /// Translates the byte at `va` for `access`, walking the tables (and
+    /// setting A/D) on a miss.
+    #[inline]
+    pub fn translate<M: pgtable::PhysMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        va: u64,
+        access: Access,
+    ) -> Result<PhysAddr, Error> {
+        let i = self.base + ((va >> 12) as usize & self.mask);
+        if let Some(e) = self.fast.get(i) {
+            if e.tag[access as usize] == va & PAGE_MASK {
+                self.stats.hits += 1;
+                return Ok(PhysAddr::new_truncate(va.wrapping_add(e.addend)));
+            }
+        }
+        self.translate_page(mem, va, access)
+    }
+
+    /// Translates an access of `size` bytes (1..=64) at `va`. An access
+    /// that crosses a 4 KiB boundary is translated page by page, first
+    /// page first, as the CPU does: both pages are checked (and their A/D
+    /// set) before the span is returned, and a fault on the second page
+    /// reports CR2 = the first byte of that page.
+    #[inline]
+    pub fn translate_sized<M: pgtable::PhysMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        va: u64,
+        size: usize,
+        access: Access,
+    ) -> Result<Span, Error> {
+        if size.wrapping_sub(1) < MAX_ACCESS {
+            let last = va.wrapping_add(size as u64 - 1);
+            let i = self.base + ((va >> 12) as usize & self.mask);
+            if let Some(e) = self.fast.get(i) {
+                // A crossing access compares the last byte's page with the
+                // first byte's slot: never equal, so it takes the slow path.
+                if e.tag[access as usize] == last & PAGE_MASK {
+                    self.stats.hits += 1;
+                    let pa = PhysAddr::new_truncate(va.wrapping_add(e.addend));
+                    return Ok(Span { first: pa, first_len: size, second: None, len: size });
+                }
+            }
+        }
+        self.translate_sized_slow(mem, va, size, access)
+    }
+
+    /// Reads `buf.len()` (1..=64) bytes at `va` as a data read.
+    #[inline]
+    pub fn read<M: GuestMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        va: u64,
+        buf: &mut [u8],
+    ) -> Result<(), Error> {
+        let span = self.translate_sized(mem, va, buf.len(), Access::Read)?;
+        span.read(mem, buf)
+    }
+
+    /// Fetches `buf.len()` (1..=64) instruction bytes at `va`.
+    #[inline]
+    pub fn fetch<M: GuestMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        va: u64,
+        buf: &mut [u8],
+    ) -> Result<(), Error> {
+        let span = self.translate_sized(mem, va, buf.len(), Access::Fetch)?;
+        span.read(mem, buf)
+    }
+
+    /// Writes `data` (1..=64 bytes) at `va`. Both pages of a split write
+    /// are translated before any byte is written, so a fault on either
+    /// leaves memory's data as it was.
+    #[inline]
+    pub fn write<M: GuestMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        va: u64,
+        data: &[u8],
+    ) -> Result<(), Error> {
+        let span = self.translate_sized(mem, va, data.len(), Access::Write)?;
+        span.write(mem, data)
+    }
+
+    /// Reads a little-endian u64 at `va`.
+    pub fn read_u64<M: GuestMem + ?Sized>(&mut self, mem: &mut M, va: u64) -> Result<u64, Error> {
+        let mut b = [0u8; 8];
+        self.read(mem, va, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Writes a little-endian u64 at `va`.
+    pub fn write_u64<M: GuestMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        va: u64,
+        value: u64,
+    ) -> Result<(), Error> {
+        self.write(mem, va, &value.to_le_bytes())
+    }
+
+    // ----- the slow path ------------------------------------------------
+
+    #[inline(never)]
+    fn translate_sized_slow<M: pgtable::PhysMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        va: u64,
+        size: usize,
+        access: Access,
+    ) -> Result<Span, Error> {
+        if !(1..=MAX_ACCESS).contains(&size) {
+            return Err(Error::BadSize(size));
+        }
+        let first = self.translate_page(mem, va, access)?;
+        let in_first = (PAGE_SIZE - (va & (PAGE_SIZE - 1))) as usize;
+        if size <= in_first {
+            return Ok(Span { first, first_len: size, second: None, len: size });
+        }
+        let next = va.wrapping_add(in_first as u64);
+        let second = if !self.regs.paging() {
+            self.translate_page(mem, next, access)?
+        } else {
+            // Crossing from the top of the lower half into the hole is #GP.
+            if !VirtAddr::is_canonical(next) {
+                return Err(Error::GeneralProtection(GpCause::NonCanonical(next)));
+            }
+            self.translate_page(mem, next, access)?
+        };
+        Ok(Span { first, first_len: in_first, second: Some(second), len: size })
+    }
+
+    /// Translates one byte's page through the slow path: victim cache,
+    /// cached-entry decision, walk and fill.
+    #[inline(never)]
+    fn translate_page<M: pgtable::PhysMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        va: u64,
+        access: Access,
+    ) -> Result<PhysAddr, Error> {
+        if !self.regs.paging() {
+            return PhysAddr::new_with_width(va, self.config.maxphyaddr).map_err(|_| {
+                Error::Mem(pgtable::MemError::OutOfRange {
+                    addr: PhysAddr::new_truncate(va),
+                    size: 1 << self.config.maxphyaddr,
+                })
+            });
+        }
+        if self.regs.efer & EFER_LMA == 0 {
+            return Err(Error::Unsupported("paging outside IA-32e mode (32-bit or PAE paging)"));
+        }
+        let vaddr =
+            VirtAddr::new(va).map_err(|_| Error::GeneralProtection(GpCause::NonCanonical(va)))?;
+        let page = va & PAGE_MASK;
+        let set = self.set(self.cur_ctx, self.mode);
+        let i = set * self.entries + ((va >> 12) as usize & self.mask);
+        let found = if self.meta[i].valid && self.meta[i].e.page == page {
+            Some((false, i))
+        } else {
+            (set * VICTIMS..(set + 1) * VICTIMS)
+                .find(|&j| self.vmeta[j].valid && self.vmeta[j].e.page == page)
+                .map(|j| (true, j))
+        };
+        if let Some((victim, j)) = found {
+            let e = if victim { self.vmeta[j].e } else { self.meta[j].e };
+            match self.decide(&e, access) {
+                Decision::Allow => {
+                    if victim {
+                        self.stats.victim_hits += 1;
+                        core::mem::swap(&mut self.fast[i], &mut self.vfast[j]);
+                        core::mem::swap(&mut self.meta[i], &mut self.vmeta[j]);
+                    } else {
+                        self.stats.hits += 1;
+                    }
+                    return Ok(PhysAddr::new_truncate(e.frame | (va & !PAGE_MASK)));
+                }
+                Decision::Deny(code) if self.config.stale == StalePolicy::Faithful => {
+                    self.stats.cached_faults += 1;
+                    return Err(self.page_fault(PageFault { error_code: code, addr: vaddr }));
+                }
+                Decision::Deny(_) | Decision::NeedsDirty => {}
+            }
+        }
+        self.stats.misses += 1;
+        let cpu = self.cpu_state();
+        let cr3 = PhysAddr::new_truncate(self.regs.cr3 & pgtable::entry::ADDR_MASK);
+        match walk(mem, cr3, vaddr, access, &cpu) {
+            Ok(t) => {
+                self.fill(va, &t);
+                Ok(t.pa)
+            }
+            Err(pgtable::Fault::PageFault(pf)) => Err(self.page_fault(pf)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A #PF drops the faulting address's entries (SDM 4.10.4.1), so a
+    /// stale entry faults at most once.
+    fn page_fault(&mut self, pf: PageFault) -> Error {
+        self.stats.faults += 1;
+        self.stats.flushes.fault += 1;
+        self.invalidate_page(pf.addr.as_u64(), PageScope::Fault);
+        Error::PageFault(pf)
+    }
+
+    fn decide(&self, e: &CachedEntry, access: Access) -> Decision {
+        let d = decide(e, self.mode, access, &self.policy);
+        #[cfg(feature = "fault-injection")]
+        if self.bug == Bug::WriteOnCleanPage {
+            if let Decision::NeedsDirty = d {
+                return Decision::Allow;
+            }
+        }
+        d
+    }
+
+    fn cpu_state(&self) -> CpuState {
+        let r = &self.regs;
+        CpuState {
+            wp: r.cr0 & CR0_WP != 0,
+            nxe: r.efer & EFER_NXE != 0,
+            smep: r.cr4 & CR4_SMEP != 0,
+            smap: r.cr4 & CR4_SMAP != 0,
+            pke: r.cr4 & CR4_PKE != 0,
+            ac: r.ac,
+            pkru: r.pkru,
+            user: self.mode == Mode::User,
+            maxphyaddr: self.config.maxphyaddr,
+        }
+    }
+
+    fn set(&self, ctx: usize, mode: Mode) -> usize {
+        ctx * MODES + mode as usize
+    }
+
+    fn derive(&self, e: &CachedEntry, mode: Mode) -> Fast {
+        let mut f = Fast { tag: [INVALID_TAG; 3], addend: e.frame.wrapping_sub(e.page) };
+        for (k, access) in [Access::Read, Access::Write, Access::Fetch].into_iter().enumerate() {
+            let allow = match decide(e, mode, access, &self.policy) {
+                Decision::Allow => true,
+                #[cfg(feature = "fault-injection")]
+                Decision::NeedsDirty => self.bug == Bug::WriteOnCleanPage,
+                _ => false,
+            };
+            if allow {
+                f.tag[k] = e.page;
+            }
+        }
+        f
+    }
+
+    fn fill(&mut self, va: u64, t: &pgtable::Translation) {
+        let page = va & PAGE_MASK;
+        let size_mask = t.page_size.bytes() - 1;
+        let leaf = t.leaf_entry;
+        let e = CachedEntry {
+            page,
+            frame: t.pa.as_u64() & PAGE_MASK,
+            size_mask,
+            global: self.regs.cr4 & CR4_PGE != 0 && leaf & EntryFlags::GLOBAL.bits() != 0,
+            writable: t.perms.writable,
+            user: t.perms.user,
+            nx: t.perms.nx,
+            dirty: leaf & EntryFlags::DIRTY.bits() != 0,
+            pkey: pgtable::entry::pkey(leaf),
+        };
+        let mode = self.mode;
+        let set = self.set(self.cur_ctx, mode);
+        // One entry per page and set: drop an older copy in the victims.
+        for j in set * VICTIMS..(set + 1) * VICTIMS {
+            if self.vmeta[j].valid && self.vmeta[j].e.page == page {
+                self.vmeta[j].valid = false;
+                self.vfast[j] = EMPTY_FAST;
+            }
+        }
+        let i = set * self.entries + ((va >> 12) as usize & self.mask);
+        if self.meta[i].valid && self.meta[i].e.page != page {
+            let k = self.vnext[set] as usize;
+            self.vnext[set] = ((k + 1) % VICTIMS) as u8;
+            let j = set * VICTIMS + k;
+            self.vmeta[j] = self.meta[i];
+            self.vfast[j] = self.fast[i];
+        }
+        self.fast[i] = self.derive(&e, mode);
+        self.meta[i] = Meta { valid: true, e };
+        if size_mask > PAGE_SIZE - 1 {
+            let lo = page & !size_mask;
+            self.large_lo = self.large_lo.min(lo);
+            self.large_hi = self.large_hi.max(lo.wrapping_add(size_mask));
+        }
+        self.stats.fills += 1;
+    }
+
+    /// Rebuilds every comparator from the cached entries after a change of
+    /// state that changes what entries allow without invalidating them.
+    fn rederive_all(&mut self) {
+        let modes = [Mode::User, Mode::SupervisorSmap, Mode::Supervisor];
+        for set in 0..self.ctxs.len() * MODES {
+            let mode = modes[set % MODES];
+            for i in set * self.entries..(set + 1) * self.entries {
+                if self.meta[i].valid {
+                    self.fast[i] = self.derive(&self.meta[i].e, mode);
+                }
+            }
+            for j in set * VICTIMS..(set + 1) * VICTIMS {
+                if self.vmeta[j].valid {
+                    self.vfast[j] = self.derive(&self.vmeta[j].e, mode);
+                }
+            }
+        }
+    }
+
+    /// Recomputes the mode and the hit path's table base.
+    fn update_mode(&mut self) {
+        let r = &self.regs;
+        self.mode = if r.cpl == 3 {
+            Mode::User
+        } else if r.cr4 & CR4_SMAP != 0 && !r.ac {
+            Mode::SupervisorSmap
+        } else {
+            Mode::Supervisor
+        };
+        self.base = self.set(self.cur_ctx, self.mode) * self.entries;
+    }
+
+    // ----- invalidation primitives ------------------------------------
+
+    fn drop_main(&mut self, i: usize) {
+        self.fast[i] = EMPTY_FAST;
+        self.meta[i].valid = false;
+    }
+
+    fn drop_victim(&mut self, j: usize) {
+        self.vfast[j] = EMPTY_FAST;
+        self.vmeta[j].valid = false;
+    }
+
+    /// Drops the entries covering `va` that `scope` names.
+    fn invalidate_page(&mut self, va: u64, scope: PageScope) {
+        let slot = (va >> 12) as usize & self.mask;
+        let in_large = va >= self.large_lo && va <= self.large_hi;
+        for c in 0..self.ctxs.len() {
+            if !self.ctxs[c].live {
+                continue;
+            }
+            let hit = |e: &CachedEntry, this: &Self| -> bool {
+                e.covers(va)
+                    && match scope {
+                        PageScope::Fault => c == this.cur_ctx || e.global,
+                        PageScope::Invlpg => {
+                            #[cfg(feature = "fault-injection")]
+                            if this.bug == Bug::InvlpgKeepsGlobal {
+                                return c == this.cur_ctx && !e.global;
+                            }
+                            c == this.cur_ctx || e.global
+                        }
+                        PageScope::PcidNonGlobal(p) => !e.global && this.ctxs[c].pcid == p,
+                    }
+            };
+            for mode in 0..MODES {
+                let set = c * MODES + mode;
+                let i = set * self.entries + slot;
+                if self.meta[i].valid && hit(&self.meta[i].e, self) {
+                    self.drop_main(i);
+                }
+                for j in set * VICTIMS..(set + 1) * VICTIMS {
+                    if self.vmeta[j].valid && hit(&self.vmeta[j].e, self) {
+                        self.drop_victim(j);
+                    }
+                }
+                if in_large {
+                    for i in set * self.entries..(set + 1) * self.entries {
+                        let m = &self.meta[i];
+                        if m.valid && m.e.size_mask > PAGE_SIZE - 1 && hit(&m.e, self) {
+                            self.drop_main(i);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops the entries of context `c` (keeping global ones if asked).
+    fn flush_ctx(&mut self, c: usize, keep_global: bool) {
+        for set in c * MODES..(c + 1) * MODES {
+            for i in set * self.entries..(set + 1) * self.entries {
+                if self.meta[i].valid && !(keep_global && self.meta[i].e.global) {
+                    self.drop_main(i);
+                }
+            }
+            for j in set * VICTIMS..(set + 1) * VICTIMS {
+                if self.vmeta[j].valid && !(keep_global && self.vmeta[j].e.global) {
+                    self.drop_victim(j);
+                }
+            }
+        }
+    }
+
+    /// Drops every entry of every context (keeping global ones if asked).
+    fn flush_every_ctx(&mut self, keep_global: bool) {
+        if keep_global {
+            for c in 0..self.ctxs.len() {
+                if self.ctxs[c].live {
+                    self.flush_ctx(c, true);
+                }
+            }
+        } else {
+            self.fast.fill(EMPTY_FAST);
+            self.meta.fill(Meta::default());
+            self.vfast.fill(EMPTY_FAST);
+            self.vmeta.fill(Meta::default());
+            self.large_lo = u64::MAX;
+            self.large_hi = 0;
+        }
+    }
+
+    /// Makes `pcid` current, dropping the least recently used context if
+    /// none holds it. Returns whether the context had to be (re)created.
+    fn switch_pcid(&mut self, pcid: u16) {
+        self.clock += 1;
+        let found = self.ctxs.iter().position(|c| c.live && c.pcid == pcid);
+        let c = match found {
+            Some(c) => c,
+            None => {
+                let c = self.ctxs.iter().position(|c| !c.live).unwrap_or_else(|| {
+                    let mut best = 0;
+                    for (k, ctx) in self.ctxs.iter().enumerate() {
+                        if ctx.stamp < self.ctxs[best].stamp {
+                            best = k;
+                        }
+                    }
+                    best
+                });
+                if self.ctxs[c].live {
+                    self.stats.flushes.context_evictions += 1;
+                }
+                self.flush_ctx(c, false);
+                self.ctxs[c] = Ctx { pcid, live: true, stamp: 0 };
+                c
+            }
+        };
+        self.ctxs[c].stamp = self.clock;
+        self.cur_ctx = c;
+        self.update_mode();
+    }
+
+    // ----- the instructions -----------------------------------------
+
+    /// Drops every entry (a CPU may always do this).
+    pub fn flush_all(&mut self) {
+        self.stats.flushes.explicit += 1;
+        self.flush_every_ctx(false);
+    }
+
+    /// Loads the whole paging state at once (an emulator restoring a
+    /// snapshot or setting up a vCPU), dropping every entry. Only the
+    /// supported-mode checks apply, not the MOV-to-CR ordering rules.
+    pub fn set_regs(&mut self, regs: Regs) -> Result<(), Error> {
+        if regs.cr4 & CR4_LA57 != 0 {
+            return Err(Error::Unsupported("5-level paging (CR4.LA57)"));
+        }
+        let mut regs = regs;
+        regs.cr3 &= !CR3_NOFLUSH;
+        regs.efer &= !EFER_LMA;
+        if regs.paging() && regs.efer & EFER_LME != 0 {
+            regs.efer |= EFER_LMA;
+        }
+        self.regs = regs;
+        self.stats.flushes.explicit += 1;
+        self.flush_every_ctx(false);
+        for c in self.ctxs.iter_mut() {
+            c.live = false;
+        }
+        self.ctxs[0] = Ctx { pcid: 0, live: true, stamp: 0 };
+        self.cur_ctx = 0;
+        self.policy = policy_of(&self.regs);
+        self.switch_pcid(self.regs.pcid());
+        Ok(())
+    }
+
+    /// INVLPG: drops the entries for `va`'s page under the current PCID
+    /// and the global entries for it under every PCID (all of a 2 MiB or
+    /// 1 GiB page's entries if `va` lies in one). A non-canonical address
+    /// is a no-op.
+    pub fn invlpg(&mut self, va: u64) {
+        if !VirtAddr::is_canonical(va) {
+            return;
+        }
+        self.stats.flushes.invlpg += 1;
+        self.invalidate_page(va, PageScope::Invlpg);
+    }
+
+    /// INVPCID with exactly the SDM's effect for each type. #GP for a
+    /// non-canonical address (type 0) or a non-zero PCID while CR4.PCIDE=0
+    /// (types 0 and 1).
+    pub fn invpcid(&mut self, op: Invpcid) -> Result<(), Error> {
+        let pcide = self.regs.cr4 & CR4_PCIDE != 0;
+        let gp = |what| Err(Error::GeneralProtection(GpCause::Invpcid(what)));
+        match op {
+            Invpcid::Address { pcid, va } => {
+                if pcid > 0xfff {
+                    return gp("PCID above 0xfff");
+                }
+                if !VirtAddr::is_canonical(va) {
+                    return gp("non-canonical address");
+                }
+                if !pcide && pcid != 0 {
+                    return gp("non-zero PCID with CR4.PCIDE=0");
+                }
+                self.invalidate_page(va, PageScope::PcidNonGlobal(pcid));
+            }
+            Invpcid::Context { pcid } => {
+                if pcid > 0xfff {
+                    return gp("PCID above 0xfff");
+                }
+                if !pcide && pcid != 0 {
+                    return gp("non-zero PCID with CR4.PCIDE=0");
+                }
+                if let Some(c) = self.ctxs.iter().position(|c| c.live && c.pcid == pcid) {
+                    self.flush_ctx(c, true);
+                }
+            }
+            Invpcid::All => self.flush_every_ctx(false),
+            Invpcid::AllNonGlobal => self.flush_every_ctx(true),
+        }
+        self.stats.flushes.invpcid[op.kind()] += 1;
+        Ok(())
+    }
+
+    /// MOV to CR3. With CR4.PCIDE=0: drops every non-global entry. With
+    /// PCIDE=1: switches to the PCID in bits 11:0 and, unless bit 63 is
+    /// set, drops that PCID's non-global entries. Bit 63 is not stored.
+    pub fn write_cr3(&mut self, value: u64) -> Result<(), Error> {
+        let pcide = self.regs.cr4 & CR4_PCIDE != 0;
+        let noflush = pcide && value & CR3_NOFLUSH != 0;
+        let v = if pcide { value & !CR3_NOFLUSH } else { value };
+        let maxphy = u32::from(self.config.maxphyaddr);
+        if v >> maxphy != 0 {
+            return Err(Error::GeneralProtection(GpCause::ReservedBit { reg: "CR3", value }));
+        }
+        self.regs.cr3 = v;
+        if pcide {
+            self.switch_pcid((v & CR3_PCID_MASK) as u16);
+        }
+        if noflush {
+            self.stats.flushes.cr3_noflush += 1;
+            return Ok(());
+        }
+        self.stats.flushes.cr3 += 1;
+        #[cfg(feature = "fault-injection")]
+        if self.bug == Bug::Cr3KeepsNonGlobal {
+            return Ok(());
+        }
+        self.flush_ctx(self.cur_ctx, true);
+        Ok(())
+    }
+
+    /// MOV to CR4. Toggling PGE or clearing PCIDE drops everything (global
+    /// entries and every PCID); changing PAE or setting SMEP drops the
+    /// current PCID's entries; changing SMAP switches the table in use;
+    /// clearing SMEP or changing PKE rebuilds the comparators.
+    pub fn write_cr4(&mut self, value: u64) -> Result<(), Error> {
+        let old = self.regs.cr4;
+        let changed = old ^ value;
+        let lma = self.regs.efer & EFER_LMA != 0;
+        if value & CR4_LA57 != 0 {
+            return Err(Error::Unsupported("5-level paging (CR4.LA57)"));
+        }
+        if changed & CR4_PCIDE != 0 && value & CR4_PCIDE != 0 {
+            if !lma {
+                return Err(bad("CR4.PCIDE set outside IA-32e mode"));
+            }
+            if self.regs.cr3 & CR3_PCID_MASK != 0 {
+                return Err(bad("CR4.PCIDE set with CR3[11:0] non-zero"));
+            }
+        }
+        if lma && value & CR4_PAE == 0 {
+            return Err(bad("CR4.PAE cleared in IA-32e mode"));
+        }
+        self.regs.cr4 = value;
+        self.policy = policy_of(&self.regs);
+        let pcide_cleared = changed & CR4_PCIDE != 0 && value & CR4_PCIDE == 0;
+        if changed & CR4_PGE != 0 || pcide_cleared {
+            self.stats.flushes.cr4 += 1;
+            self.flush_every_ctx(false);
+            if pcide_cleared {
+                for c in self.ctxs.iter_mut() {
+                    c.live = false;
+                }
+                self.ctxs[self.cur_ctx] = Ctx { pcid: 0, live: true, stamp: self.clock };
+            }
+        } else if changed & CR4_PAE != 0 || (changed & CR4_SMEP != 0 && value & CR4_SMEP != 0) {
+            self.stats.flushes.cr4 += 1;
+            self.flush_ctx(self.cur_ctx, false);
+            self.rederive_all();
+        } else if changed & (CR4_SMEP | CR4_PKE) != 0 {
+            self.stats.flushes.rederive += 1;
+            self.rederive_all();
+        }
+        self.update_mode();
+        Ok(())
+    }
+
+    /// MOV to CR0. Changing PG, WP or PE drops every entry (QEMU and Bochs
+    /// do; the SDM requires it for PG 1->0 and it is always allowed).
+    pub fn write_cr0(&mut self, value: u64) -> Result<(), Error> {
+        if value >> 32 != 0 {
+            return Err(Error::GeneralProtection(GpCause::ReservedBit { reg: "CR0", value }));
+        }
+        if value & CR0_PG != 0 && value & CR0_PE == 0 {
+            return Err(bad("CR0.PG set without CR0.PE"));
+        }
+        let old = self.regs.cr0;
+        let turning_on = old & CR0_PG == 0 && value & CR0_PG != 0;
+        let turning_off = old & CR0_PG != 0 && value & CR0_PG == 0;
+        if turning_on && self.regs.efer & EFER_LME != 0 && self.regs.cr4 & CR4_PAE == 0 {
+            return Err(bad("CR0.PG set with EFER.LME and without CR4.PAE"));
+        }
+        if turning_off && self.regs.cr4 & CR4_PCIDE != 0 {
+            return Err(bad("CR0.PG cleared with CR4.PCIDE set"));
+        }
+        self.regs.cr0 = value;
+        if turning_on && self.regs.efer & EFER_LME != 0 {
+            self.regs.efer |= EFER_LMA;
+        }
+        if turning_off {
+            self.regs.efer &= !EFER_LMA;
+        }
+        self.policy = policy_of(&self.regs);
+        if (old ^ value) & (CR0_PG | CR0_WP | CR0_PE) != 0 {
+            self.stats.flushes.cr0 += 1;
+            self.flush_every_ctx(false);
+        }
+        Ok(())
+    }
+
+    /// WRMSR to IA32_EFER. Changing NXE drops every entry (what the cached
+    /// XD bits mean changes); LME cannot change while paging is on; LMA is
+    /// the CPU's to set and is ignored in `value`.
+    pub fn write_efer(&mut self, value: u64) -> Result<(), Error> {
+        let old = self.regs.efer;
+        if self.regs.paging() && (old ^ value) & EFER_LME != 0 {
+            return Err(bad("EFER.LME changed with paging on"));
+        }
+        self.regs.efer = (value & !EFER_LMA) | (old & EFER_LMA);
+        self.policy = policy_of(&self.regs);
+        if (old ^ value) & EFER_NXE != 0 {
+            self.stats.flushes.efer += 1;
+            self.flush_every_ctx(false);
+        }
+        Ok(())
+    }
+
+    /// WRPKRU. Entries stay (the CPU checks PKRU against the cached key on
+    /// every access); with CR4.PKE=1 the comparators are rebuilt.
+    pub fn write_pkru(&mut self, value: u32) {
+        let changed = self.regs.pkru != value;
+        self.regs.pkru = value;
+        self.policy = policy_of(&self.regs);
+        if changed && self.regs.cr4 & CR4_PKE != 0 {
+            self.stats.flushes.rederive += 1;
+            self.rederive_all();
+        }
+    }
+
+    /// Sets the current privilege level (3 is user mode).
+    pub fn set_cpl(&mut self, cpl: u8) {
+        self.regs.cpl = cpl & 3;
+        self.update_mode();
+    }
+
+    /// Sets EFLAGS.AC (lifts SMAP for supervisor data accesses).
+    pub fn set_ac(&mut self, ac: bool) {
+        self.regs.ac = ac;
+        self.update_mode();
+    }
+
+    /// What the TLB holds for `va` in the current mode and PCID, if
+    /// anything (main table or victim cache). Side-effect free.
+    pub fn cached(&self, va: u64) -> Option<CachedEntry> {
+        let page = va & PAGE_MASK;
+        let set = self.set(self.cur_ctx, self.mode);
+        let i = set * self.entries + ((va >> 12) as usize & self.mask);
+        if self.meta[i].valid && self.meta[i].e.page == page {
+            return Some(self.meta[i].e);
+        }
+        (set * VICTIMS..(set + 1) * VICTIMS)
+            .find(|&j| self.vmeta[j].valid && self.vmeta[j].e.page == page)
+            .map(|j| self.vmeta[j].e)
+    }
+
+    /// Number of valid entries over every table and victim cache.
+    pub fn occupancy(&self) -> usize {
+        self.meta.iter().filter(|m| m.valid).count() + self.vmeta.iter().filter(|m| m.valid).count()
+    }
+}
+
+fn bad(what: &'static str) -> Error {
+    Error::GeneralProtection(GpCause::BadCombination(what))
+}
+
+fn policy_of(r: &Regs) -> Policy {
+    Policy {
+        wp: r.cr0 & CR0_WP != 0,
+        nxe: r.efer & EFER_NXE != 0,
+        smep: r.cr4 & CR4_SMEP != 0,
+        pke: r.cr4 & CR4_PKE != 0,
+        pkru: r.pkru,
+    }
+}

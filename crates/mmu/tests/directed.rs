@@ -1,0 +1,264 @@
+//! Directed tests: each SDM rule on a hand-built table, with the counters.
+
+use ptemu_mmu::pgtable::{
+    BumpFrames, EntryFlags, FrameMem, PageSize, Pfn, PhysAddr, PhysMem, VirtAddr, entry_at, map,
+    new_root,
+};
+use ptemu_mmu::{Access, Config, Error, Invpcid, Mmu, Regs, StalePolicy, regs::*};
+
+const P: EntryFlags = EntryFlags::PRESENT;
+const RW: EntryFlags = EntryFlags::WRITABLE;
+const US: EntryFlags = EntryFlags::USER;
+const G: EntryFlags = EntryFlags::GLOBAL;
+
+struct Fix {
+    mem: FrameMem,
+    frames: BumpFrames,
+    cr3: PhysAddr,
+    mmu: Mmu,
+}
+
+fn fix(config: Config) -> Fix {
+    let mut mem = FrameMem::new(64);
+    let mut frames = BumpFrames::new(Pfn(1), Pfn(64));
+    let cr3 = new_root(&mut mem, &mut frames).unwrap();
+    let mut mmu = Mmu::new(config).unwrap();
+    mmu.set_regs(Regs::long_mode(cr3.as_u64())).unwrap();
+    Fix { mem, frames, cr3, mmu }
+}
+
+impl Fix {
+    fn map(&mut self, va: u64, pfn: u64, size: PageSize, flags: EntryFlags) {
+        map(
+            &mut self.mem,
+            &mut self.frames,
+            self.cr3,
+            VirtAddr::new(va).unwrap(),
+            Pfn(pfn),
+            size,
+            flags,
+        )
+        .unwrap();
+    }
+    fn leaf_pa(&self, va: u64) -> PhysAddr {
+        entry_at(&self.mem, self.cr3, VirtAddr::new(va).unwrap()).unwrap().entry_pa
+    }
+    fn set_leaf(&mut self, va: u64, f: impl Fn(u64) -> u64) {
+        let pa = self.leaf_pa(va);
+        let v = f(self.mem.read_u64(pa).unwrap());
+        self.mem.write_u64(pa, v).unwrap();
+    }
+    fn leaf(&self, va: u64) -> u64 {
+        self.mem.read_u64(self.leaf_pa(va)).unwrap()
+    }
+    fn tr(&mut self, va: u64, a: Access) -> Result<u64, Error> {
+        self.mmu.translate(&mut self.mem, va, a).map(|p| p.as_u64())
+    }
+}
+
+const VA: u64 = 0x40_0000_0000;
+
+#[test]
+fn hit_after_fill_and_counters() {
+    let mut f = fix(Config::default());
+    f.map(VA, 0x30, PageSize::Size4K, P | RW);
+    assert_eq!(f.tr(VA + 8, Access::Read), Ok(0x30008));
+    assert_eq!(f.tr(VA + 16, Access::Read), Ok(0x30010));
+    let s = *f.mmu.stats();
+    assert_eq!((s.hits, s.misses, s.fills), (1, 1, 1));
+}
+
+#[test]
+fn first_write_to_clean_page_walks_and_sets_dirty() {
+    let mut f = fix(Config::default());
+    f.map(VA, 0x30, PageSize::Size4K, P | RW);
+    f.tr(VA, Access::Read).unwrap();
+    assert_eq!(f.leaf(VA) & 0x60, 0x20, "a read sets A only");
+    let walks = f.mmu.stats().misses;
+    f.tr(VA, Access::Write).unwrap();
+    assert_eq!(f.mmu.stats().misses, walks + 1, "the first write walks again");
+    assert_eq!(f.leaf(VA) & 0x60, 0x60, "and sets D");
+    f.tr(VA, Access::Write).unwrap();
+    assert_eq!(f.mmu.stats().misses, walks + 1, "later writes hit");
+    // D cleared without invalidation is not set again by a hit.
+    f.set_leaf(VA, |e| e & !0x40);
+    f.tr(VA, Access::Write).unwrap();
+    assert_eq!(f.leaf(VA) & 0x40, 0);
+    f.mmu.invlpg(VA);
+    f.tr(VA, Access::Write).unwrap();
+    assert_eq!(f.leaf(VA) & 0x40, 0x40, "after INVLPG the walk sets D again");
+}
+
+#[test]
+fn raised_permission_gives_one_spurious_fault() {
+    let mut f = fix(Config::default());
+    f.map(VA, 0x30, PageSize::Size4K, P);
+    f.tr(VA, Access::Read).unwrap();
+    f.set_leaf(VA, |e| e | RW.bits());
+    let pf = f.tr(VA, Access::Write).unwrap_err().page_fault().unwrap();
+    assert_eq!(pf.error_code.bits(), 0x3, "the stale entry's protection fault");
+    assert_eq!(f.mmu.stats().cached_faults, 1);
+    assert_eq!(f.tr(VA, Access::Write), Ok(0x30000), "the #PF dropped the entry");
+    // With the rewalk policy there is no spurious fault at all.
+    let mut f = fix(Config { stale: StalePolicy::Rewalk, ..Config::default() });
+    f.map(VA, 0x30, PageSize::Size4K, P);
+    f.tr(VA, Access::Read).unwrap();
+    f.set_leaf(VA, |e| e | RW.bits());
+    assert_eq!(f.tr(VA, Access::Write), Ok(0x30000));
+}
+
+#[test]
+fn invlpg_inside_a_2m_page_drops_all_of_it() {
+    let mut f = fix(Config::default());
+    f.map(VA, 0x200, PageSize::Size2M, P | RW);
+    for k in 0..8 {
+        f.tr(VA + k * 0x1000, Access::Read).unwrap();
+    }
+    // Move the 2 MiB page; INVLPG one 4 KiB page inside it.
+    f.set_leaf(VA, |e| (e & !0x000f_ffff_ffe0_0000) | (0x400 << 12));
+    f.mmu.invlpg(VA + 0x1f_f000);
+    for k in 0..8 {
+        assert_eq!(f.tr(VA + k * 0x1000, Access::Read), Ok(0x40_0000 + k * 0x1000));
+    }
+}
+
+#[test]
+fn invlpg_of_a_1g_page() {
+    let mut f = fix(Config::default());
+    f.map(VA, 0x40000, PageSize::Size1G, P | RW);
+    f.tr(VA + 0x3000_0000, Access::Read).unwrap();
+    f.set_leaf(VA, |e| e & !1);
+    assert!(f.tr(VA + 0x3000_0000, Access::Read).is_ok(), "stale until invalidated");
+    f.mmu.invlpg(VA + 0x1234_5000);
+    assert!(f.tr(VA + 0x3000_0000, Access::Read).is_err());
+}
+
+#[test]
+fn global_entries_survive_cr3_but_not_pge_toggle() {
+    let mut f = fix(Config::default());
+    f.mmu.write_cr4(CR4_PAE | CR4_PGE).unwrap();
+    f.map(VA, 0x30, PageSize::Size4K, P | RW | G);
+    f.map(VA + 0x1000, 0x31, PageSize::Size4K, P | RW);
+    f.tr(VA, Access::Read).unwrap();
+    f.tr(VA + 0x1000, Access::Read).unwrap();
+    f.set_leaf(VA, |e| e & !1);
+    f.set_leaf(VA + 0x1000, |e| e & !1);
+    f.mmu.write_cr3(f.cr3.as_u64()).unwrap();
+    assert!(f.tr(VA, Access::Read).is_ok(), "the global entry stays");
+    assert!(f.tr(VA + 0x1000, Access::Read).is_err(), "the non-global one went");
+    f.mmu.write_cr4(CR4_PAE).unwrap();
+    assert!(f.tr(VA, Access::Read).is_err(), "PGE toggle drops globals");
+}
+
+#[test]
+fn pcid_entries_kept_across_switches() {
+    let mut f = fix(Config::default());
+    f.mmu.write_cr4(CR4_PAE | CR4_PCIDE).unwrap();
+    f.map(VA, 0x30, PageSize::Size4K, P | RW);
+    let cr3 = f.cr3.as_u64();
+    f.mmu.write_cr3(cr3 | 1).unwrap();
+    f.tr(VA, Access::Read).unwrap();
+    f.set_leaf(VA, |e| e & !1);
+    f.mmu.write_cr3(cr3 | 2).unwrap();
+    assert!(f.tr(VA, Access::Read).is_err(), "PCID 2 has no entry");
+    f.mmu.write_cr3(cr3 | 1 | CR3_NOFLUSH).unwrap();
+    assert!(f.tr(VA, Access::Read).is_ok(), "PCID 1 kept its entry (bit 63)");
+    assert_eq!(f.mmu.regs().cr3, cr3 | 1, "bit 63 is not part of CR3");
+    f.mmu.invpcid(Invpcid::Context { pcid: 2 }).unwrap();
+    assert!(f.tr(VA, Access::Read).is_ok(), "INVPCID of another PCID");
+    f.mmu.invpcid(Invpcid::Address { pcid: 1, va: VA }).unwrap();
+    assert!(f.tr(VA, Access::Read).is_err(), "INVPCID type 0");
+    f.set_leaf(VA, |e| e | 1);
+    f.tr(VA, Access::Read).unwrap();
+    f.set_leaf(VA, |e| e & !1);
+    f.mmu.write_cr3(cr3 | 1).unwrap();
+    assert!(f.tr(VA, Access::Read).is_err(), "bit 63 clear flushes the new PCID");
+    assert!(Invpcid::from_raw(4, 0, 0).is_err());
+    assert!(f.mmu.invpcid(Invpcid::Address { pcid: 1, va: 1 << 60 }).is_err());
+}
+
+#[test]
+fn split_access_checks_both_pages_first() {
+    let mut f = fix(Config::default());
+    f.map(VA, 0x30, PageSize::Size4K, P | RW | US);
+    f.map(VA + 0x1000, 0x31, PageSize::Size4K, P | US);
+    f.mmu.set_cpl(3);
+    let pf = f.mmu.write(&mut f.mem, VA + 0xffa, &[0xaa; 16]).unwrap_err().page_fault().unwrap();
+    assert_eq!(pf.addr.as_u64(), VA + 0x1000, "CR2 is the second page's first byte");
+    assert_eq!(pf.error_code.bits(), 0x7);
+    f.set_leaf(VA + 0x1000, |e| e | RW.bits());
+    f.mmu.invlpg(VA + 0x1000);
+    f.mmu.write(&mut f.mem, VA + 0xffa, &(0..16).collect::<Vec<u8>>()).unwrap();
+    let mut back = [0u8; 16];
+    f.mmu.read(&mut f.mem, VA + 0xffa, &mut back).unwrap();
+    assert_eq!(back.to_vec(), (0..16).collect::<Vec<u8>>());
+    assert_eq!(f.mmu.read(&mut f.mem, VA, &mut [0u8; 65]), Err(Error::BadSize(65)));
+    assert_eq!(f.mmu.read(&mut f.mem, VA, &mut []), Err(Error::BadSize(0)));
+}
+
+#[test]
+fn split_write_fault_leaves_data_untouched() {
+    // Memory big enough for data frames 0x30/0x31.
+    let mut f = fix(Config::default());
+    f.map(VA, 0x30, PageSize::Size4K, P | RW);
+    f.map(VA + 0x1000, 0x31, PageSize::Size4K, P);
+    let _ = f.mmu.write(&mut f.mem, VA + 0xff8, &[0xff; 16]);
+    let data = f.mem.read_u64(PhysAddr::new_truncate(0x30ff8)).unwrap();
+    assert_eq!(data, 0, "first page untouched");
+}
+
+#[test]
+fn smap_and_ac_select_the_table() {
+    let mut f = fix(Config::default());
+    f.map(VA, 0x30, PageSize::Size4K, P | RW | US);
+    f.mmu.write_cr4(CR4_PAE | CR4_SMAP).unwrap();
+    let pf = f.tr(VA, Access::Read).unwrap_err().page_fault().unwrap();
+    assert_eq!(pf.error_code.bits(), 0x1);
+    f.mmu.set_ac(true);
+    assert_eq!(f.tr(VA, Access::Read), Ok(0x30000));
+    f.mmu.set_ac(false);
+    assert!(f.tr(VA, Access::Read).is_err());
+}
+
+#[test]
+fn pkru_change_applies_to_cached_entries() {
+    let mut f = fix(Config::default());
+    f.map(VA, 0x30, PageSize::Size4K, P | RW | US);
+    f.mmu.write_cr4(CR4_PAE | CR4_PKE).unwrap();
+    f.mmu.set_cpl(3);
+    f.tr(VA, Access::Write).unwrap();
+    f.mmu.write_pkru(0b10); // WD for key 0
+    let pf = f.tr(VA, Access::Write).unwrap_err().page_fault().unwrap();
+    assert_eq!(pf.error_code.bits(), 0x27);
+    assert_eq!(f.tr(VA, Access::Read), Ok(0x30000));
+    f.mmu.write_pkru(0);
+    assert_eq!(f.tr(VA, Access::Write), Ok(0x30000));
+}
+
+#[test]
+fn cr_validation() {
+    let mut f = fix(Config::default());
+    assert!(f.mmu.write_cr3(1 << 63).is_err(), "bit 63 with PCIDE=0");
+    assert!(f.mmu.write_cr3(f.cr3.as_u64() | 5).is_ok());
+    assert!(f.mmu.write_cr4(CR4_PAE | CR4_PCIDE).is_err(), "PCIDE with CR3[11:0]!=0");
+    assert!(f.mmu.write_cr4(0).is_err(), "PAE cleared in long mode");
+    assert!(f.mmu.write_cr0(CR0_PG).is_err(), "PG without PE");
+    assert!(f.mmu.write_cr4(CR4_PAE | CR4_LA57).is_err());
+    assert!(Mmu::new(Config { entries: 100, ..Config::default() }).is_err());
+    assert!(Mmu::new(Config { contexts: 0, ..Config::default() }).is_err());
+    // Non-canonical access: #GP.
+    assert!(matches!(f.tr(1 << 60, Access::Read), Err(Error::GeneralProtection(_))));
+}
+
+#[test]
+fn victim_cache_catches_conflicts() {
+    let mut f = fix(Config { entries: 8, ..Config::default() });
+    // Two pages with the same slot (8 pages apart).
+    f.map(VA, 0x30, PageSize::Size4K, P | RW);
+    f.map(VA + 0x8000, 0x31, PageSize::Size4K, P | RW);
+    f.tr(VA, Access::Read).unwrap();
+    f.tr(VA + 0x8000, Access::Read).unwrap();
+    assert_eq!(f.tr(VA, Access::Read), Ok(0x30000));
+    assert_eq!(f.mmu.stats().victim_hits, 1);
+    assert_eq!(f.mmu.stats().misses, 2);
+}
