@@ -1,6 +1,6 @@
-//! Every fixture under fixtures/, under each of its eras, as its own named
-//! test (`<file> [<era>]`), so a failure names the file, the era and the
-//! line.
+//! Every fixture under fixtures/ (subdirectories included), under each of
+//! its eras, as its own named test (`<file> [<era>]`), so a failure names
+//! the file, the era and the line.
 
 use std::path::{Path, PathBuf};
 
@@ -9,18 +9,18 @@ use libtest_mimic::{Arguments, Failed, Trial};
 fn main() {
     let args = Arguments::from_args();
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
-    let mut paths: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-        Err(e) => {
-            eprintln!("cannot read {}: {e}", dir.display());
-            std::process::exit(2);
-        }
-    };
-    paths.retain(|p| p.extension().is_some_and(|e| e == "scn"));
+    let mut paths = Vec::new();
+    if let Err(e) = collect(&dir, &mut paths) {
+        eprintln!("cannot read {}: {e}", dir.display());
+        std::process::exit(2);
+    }
     paths.sort();
     let mut trials = Vec::new();
     for path in paths {
-        let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        // Named by the path under fixtures/ (`random/random-01.scn`).
+        let name = path
+            .strip_prefix(&dir)
+            .map_or_else(|_| path.display().to_string(), |p| p.display().to_string());
         match ptemu_scenario::parse_file(&path) {
             Ok(scn) => {
                 for era in &scn.setup.eras {
@@ -46,6 +46,20 @@ fn main() {
         }
     }
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// Every `.scn` file under `dir`, subdirectories included (fixtures/random
+/// holds the generated ones).
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let path = e?.path();
+        if path.is_dir() {
+            collect(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "scn") {
+            out.push(path);
+        }
+    }
+    Ok(())
 }
 
 fn display(p: &Path) -> String {
