@@ -41,6 +41,11 @@ pub enum MemError {
     /// A write through a read-only view (a side-effect-free walk).
     #[error("write to {0} through a read-only view of memory")]
     ReadOnly(PhysAddr),
+    /// An address below the memory's size that no memory backs: a hole
+    /// between the regions of an embedder's guest memory, or a word its
+    /// memory callbacks refused.
+    #[error("no memory backs physical address {0} (a hole in guest memory)")]
+    Unbacked(PhysAddr),
 }
 
 /// A raw entry or entry kind that cannot be decoded or encoded.

@@ -72,6 +72,11 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub mod addr;
 pub mod entry;
 pub mod entry_kind;

@@ -16,6 +16,11 @@
 //! compound pages and folios (a block is just frames; callers keep its order).
 #![deny(unsafe_code)]
 
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub mod buddy;
 pub mod error;
 pub mod memory;
@@ -24,6 +29,10 @@ pub mod region;
 pub mod table_frames;
 
 use std::path::Path;
+
+/// The page-table crate this memory serves (its `PhysMem` trait, walk and
+/// mapper), re-exported so that one dependency is enough.
+pub use pgtable;
 
 pub use buddy::{FrameAllocator, MAX_ORDER, NR_ORDERS, PAGE_FLAGS_CHECK_AT_FREE};
 pub use error::PhysError;
