@@ -285,6 +285,44 @@ fn probes_agree_with_the_kernel() {
     assert_restored(&pc);
 }
 
+/// The default machine (no `swap` line) is compared at every step, and a
+/// scenario larger than its memory reclaims under pressure on both sides:
+/// what each kernel evicted is its own class, and everything else (values
+/// read among it) agrees.
+#[test]
+fn default_machine_and_pressure_are_compared() {
+    if let Some(why) = unavailable() {
+        eprintln!("SKIPPED default_machine_and_pressure_are_compared: {why}");
+        return;
+    }
+    let _host = host_lock();
+    let pc = page_cluster();
+    let out = Command::new(ptemu())
+        .arg("oracle")
+        .arg("--json")
+        .arg(probe("default-machine.scn"))
+        .arg(probe("pressure.scn"))
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    assert_eq!(v["disagreements"], 0, "{stdout}");
+    assert_eq!(v["steps"], v["steps_compared"], "{stdout}");
+    let files = v["files"].as_array().expect("files");
+    // The default machine: every step, every field.
+    assert_eq!(files[0]["fields_compared"], files[0]["fields_agreeing"]);
+    assert!(files[0]["policy"].as_array().is_some_and(Vec::is_empty));
+    // Under pressure: the reads (one value each) are all compared and agree;
+    // each policy difference shows both choices.
+    assert!(files[1]["fields_compared"].as_u64().is_some_and(|n| n > 1000), "{stdout}");
+    for d in files[1]["policy"].as_array().expect("policy") {
+        assert_eq!(d["class"], "eviction-policy");
+        assert_ne!(d["kernel"], d["ptemu"]);
+    }
+    assert_restored(&pc);
+}
+
 /// A step the kernel cannot do is reported and nothing after it compared.
 #[test]
 fn a_step_the_kernel_cannot_do_is_left_out() {

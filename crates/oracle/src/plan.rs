@@ -319,8 +319,10 @@ impl Builder {
     fn apply(&mut self, action: &Action) {
         match *action {
             Action::Mmap { proc, addr, len, .. } => {
+                // A range past user space cannot be mapped (ENOMEM) and
+                // has no pagemap entries to read.
                 if let Some(set) = self.set(proc) {
-                    set.extend(page_range(addr, len));
+                    set.extend(page_range(addr, len).filter(|&va| va < mm::TASK_SIZE));
                 }
             }
             Action::Munmap { proc, addr, len } => {
