@@ -47,7 +47,11 @@ fn machine(memory: u64, swap: u64) -> Machine {
 /// A process with `pages` pages mapped read-write at V, written if `touch`.
 fn process(m: &mut Machine, pages: u64, touch: bool) -> Pid {
     let p = m.spawn().expect("spawn");
-    m.mmap(p, V, pages * 4096, Prot::Rw).expect("mmap");
+    m.mmap(p, V, pages * 4096, Prot::Rw)
+        .expect("mmap")
+        .done()
+        .expect("mmap ran")
+        .expect("mmap succeeded");
     if touch {
         for i in 0..pages {
             done(m.write(p, V + i * 4096, i as u8).expect("populate"));

@@ -14,8 +14,11 @@
 //! The checker ([`Machine::check`]) reports every broken invariant under
 //! the scenario language's names; [`Machine::pagemap`],
 //! [`Machine::kpagecount`] and [`Machine::kpageflags`] show the state in
-//! Linux's /proc formats. SIGSEGV and oopses are [`Outcome`]s, not errors:
-//! the machine stays usable after either.
+//! Linux's /proc formats, and [`Machine::maps`] the VMAs as /proc/PID/maps
+//! lists them. SIGSEGV and oopses are [`Outcome`]s, not errors: the machine
+//! stays usable after either. mmap, munmap, mprotect and madvise return a
+//! [`SysResult`]: Linux's errno, with Linux's partial effects, where Linux's
+//! call would fail ([`Errno`]); the machine goes on after that too.
 //!
 //! # What each era does where
 //!
@@ -41,11 +44,13 @@
 
 pub mod check;
 pub mod config;
+pub mod errno;
 pub mod error;
 mod fault;
 mod fork;
 pub mod inspect;
 pub mod machine;
+pub mod maps;
 mod mprotect;
 pub mod outcome;
 pub mod process;
@@ -59,9 +64,11 @@ pub mod views;
 
 pub use check::{InvariantKind, Subject, Violation};
 pub use config::MachineConfig;
+pub use errno::{Errno, SysResult, sys_result_text};
 pub use error::MmError;
 pub use inspect::{AnonVmaView, PteView, SlotView, WalkEntry};
-pub use machine::{Machine, TASK_SIZE};
+pub use machine::{MAX_MAP_COUNT, Machine, PAGE_SIZE, TASK_SIZE};
+pub use maps::MapsEntry;
 pub use outcome::{Oops, OopsKind, Outcome, Segv, SegvCode};
 pub use process::{Pid, Process, Vma};
 pub use prot::Prot;

@@ -11,6 +11,7 @@ use phys::{FrameAllocator, PageDescs, PageFlags, PhysMemory};
 use rmap::{Rmap, RmapError, RmapSemantics, SwapPteFormat, VmaId, VmaRange};
 
 use crate::config::MachineConfig;
+use crate::errno::{Errno, SysResult};
 use crate::error::MmError;
 use crate::outcome::{Oops, Outcome};
 use crate::process::{Pid, Process, Vma};
@@ -19,6 +20,25 @@ use crate::swap_state::SwapState;
 
 /// Highest user address + 1 (TASK_SIZE of 4-level x86-64: 2^47 - 4096).
 pub const TASK_SIZE: u64 = (1 << 47) - 4096;
+
+/// The page size.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// `vm.max_map_count`'s default (`DEFAULT_MAX_MAP_COUNT`, 65530): mmap
+/// fails with ENOMEM when a process has more VMAs than this, and a split
+/// (mprotect, munmap inside a VMA) when it has this many. A ptemu process
+/// has no stack, vDSO or binary mappings, so its count is its scenario
+/// VMAs alone.
+pub const MAX_MAP_COUNT: usize = 65530;
+
+/// `PAGE_ALIGN`: `len` rounded up to whole pages; `None` where Linux's
+/// wraps to 0.
+pub(crate) const fn page_align(len: u64) -> Option<u64> {
+    match len.checked_add(PAGE_SIZE - 1) {
+        Some(v) => Some(v & !(PAGE_SIZE - 1)),
+        None => None,
+    }
+}
 
 /// The emulated machine.
 #[derive(Debug)]
@@ -338,20 +358,54 @@ impl Machine {
     }
 
     /// mmap(addr, len, prot, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE):
-    /// a new VMA, no pages yet. Overlapping an existing VMA is an error.
-    /// Adjacent VMAs are not merged (see docs: vma_merge is not emulated).
-    pub fn mmap(&mut self, pid: Pid, addr: u64, len: u64, prot: Prot) -> Result<(), MmError> {
-        let end = Self::check_range(addr, len)?;
+    /// a new VMA, no pages yet, or Linux's errno (`do_mmap` and
+    /// `__get_unmapped_area`, in their order):
+    /// - a zero length is EINVAL; the length is rounded up to whole pages
+    ///   (ENOMEM if that overflows);
+    /// - ENOMEM when the process already has more than
+    ///   [`MAX_MAP_COUNT`] VMAs;
+    /// - ENOMEM when the length exceeds [`TASK_SIZE`] or the mapping would
+    ///   end past it; only then is an unaligned address EINVAL;
+    /// - EEXIST when any page of the range is mapped already.
+    ///
+    /// Addresses below `vm.mmap_min_addr` are allowed: ptemu's processes
+    /// run as root, which has CAP_SYS_RAWIO (measured on the host: mmap at
+    /// 0 succeeds as root). MAP_FIXED_NOREPLACE is 4.17's; in the 2.6.x
+    /// eras the same result is what a program gets from a hint address and
+    /// a check (the kernel never replaces a mapping there either).
+    /// Overcommit accounting (`security_vm_enough_memory_mm`) is not
+    /// modelled: a mapping larger than memory and swap succeeds.
+    pub fn mmap(
+        &mut self,
+        pid: Pid,
+        addr: u64,
+        len: u64,
+        prot: Prot,
+    ) -> Result<Outcome<SysResult>, MmError> {
         let p = self.proc(pid)?;
-        if let Some(v) = p.vmas.range(..end).next_back().map(|(_, v)| v).filter(|v| v.end > addr) {
-            return Err(MmError::Overlap { addr, len, existing: v.start });
+        if len == 0 {
+            return Ok(Outcome::Done(Err(Errno::EINVAL)));
+        }
+        let Some(len) = page_align(len) else { return Ok(Outcome::Done(Err(Errno::ENOMEM))) };
+        if p.vmas.len() > MAX_MAP_COUNT {
+            return Ok(Outcome::Done(Err(Errno::ENOMEM)));
+        }
+        if len > TASK_SIZE || addr > TASK_SIZE - len {
+            return Ok(Outcome::Done(Err(Errno::ENOMEM)));
+        }
+        if addr % PAGE_SIZE != 0 {
+            return Ok(Outcome::Done(Err(Errno::EINVAL)));
+        }
+        let end = addr + len;
+        if p.vmas.range(..end).next_back().is_some_and(|(_, v)| v.end > addr) {
+            return Ok(Outcome::Done(Err(Errno::EEXIST)));
         }
         let id = self.new_vma_id();
         let pgoff = addr >> 12;
         self.rmap.vma_register(id, VmaRange::new(addr, pgoff, len >> 12)?)?;
         self.vma_owner.insert(id, pid);
         self.proc_mut(pid)?.vmas.insert(addr, Vma { start: addr, end, prot, pgoff, id });
-        Ok(())
+        Ok(Outcome::Done(Ok(())))
     }
 
     /// `__split_vma`: splits the VMA containing `at` (strictly inside it)
@@ -382,6 +436,26 @@ impl Machine {
         p.vmas.insert(lower.start, lower);
         p.vmas.insert(upper.start, upper);
         Ok(Outcome::Done(()))
+    }
+
+    /// `split_vma`: [`Self::split_vma`] after its map-count check, ENOMEM
+    /// when the process already has [`MAX_MAP_COUNT`] VMAs. Nothing to do
+    /// (no VMA strictly around `at`) succeeds.
+    pub(crate) fn split_vma_checked(
+        &mut self,
+        pid: Pid,
+        at: u64,
+    ) -> Result<Outcome<SysResult>, MmError> {
+        let p = self.proc(pid)?;
+        match p.vma_at(at) {
+            Some(v) if v.start != at => {
+                if p.vmas.len() >= MAX_MAP_COUNT {
+                    return Ok(Outcome::Done(Err(Errno::ENOMEM)));
+                }
+            }
+            _ => return Ok(Outcome::Done(Ok(()))),
+        }
+        Ok(self.split_vma(pid, at)?.map(Ok))
     }
 
     /// Splits VMAs so that `[addr, end)` starts and ends on VMA boundaries.

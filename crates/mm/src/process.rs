@@ -69,4 +69,10 @@ impl Process {
     pub fn vma_at(&self, addr: u64) -> Option<&Vma> {
         self.vmas.range(..=addr).next_back().map(|(_, v)| v).filter(|v| v.contains(addr))
     }
+
+    /// Linux's `find_vma`: the first VMA that ends above `addr` (it may
+    /// start above `addr` too).
+    pub fn find_vma(&self, addr: u64) -> Option<&Vma> {
+        self.vma_at(addr).or_else(|| self.vmas.range(addr..).next().map(|(_, v)| v))
+    }
 }

@@ -4,8 +4,9 @@
 
 use pgtable::{EntryKind, Level, Pfn};
 
+use crate::errno::{Errno, SysResult};
 use crate::error::MmError;
-use crate::machine::{Machine, RmapResult, rmap_res};
+use crate::machine::{Machine, PAGE_SIZE, RmapResult, TASK_SIZE, page_align, rmap_res};
 use crate::outcome::{Outcome, oops_as_outcome};
 use crate::process::{Pid, Vma};
 use crate::pte::pte_special;
@@ -87,39 +88,85 @@ impl Machine {
         })
     }
 
-    /// munmap(addr, len): split the VMAs at the bounds, then unmap.
-    pub fn munmap(&mut self, pid: Pid, addr: u64, len: u64) -> Result<Outcome<()>, MmError> {
-        let end = Self::check_range(addr, len)?;
-        self.proc(pid)?;
-        if let o @ (Outcome::Oops(_) | Outcome::Segv(_)) = self.split_around(pid, addr, end)? {
-            return Ok(o);
+    /// munmap(addr, len), with Linux's errno (`do_vmi_munmap`, the same in
+    /// every era): an unaligned address, a range reaching past
+    /// [`TASK_SIZE`] or a zero length is EINVAL; the length is rounded up
+    /// to whole pages; a range with nothing mapped succeeds. Unmapping the
+    /// middle of a VMA (a split that leaves two) is ENOMEM when the process
+    /// already has [`crate::MAX_MAP_COUNT`] VMAs, before anything changes.
+    pub fn munmap(&mut self, pid: Pid, addr: u64, len: u64) -> Result<Outcome<SysResult>, MmError> {
+        let p = self.proc(pid)?;
+        if addr % PAGE_SIZE != 0 || addr > TASK_SIZE || len > TASK_SIZE - addr {
+            return Ok(Outcome::Done(Err(Errno::EINVAL)));
         }
-        self.unmap_region(pid, addr, end)
+        // len <= TASK_SIZE - addr, so rounding up cannot pass TASK_SIZE.
+        let end = addr + page_align(len).unwrap_or(0);
+        if end == addr {
+            return Ok(Outcome::Done(Err(Errno::EINVAL)));
+        }
+        if let Some(v) = p.vma_at(addr) {
+            if v.start < addr && end < v.end && p.vmas.len() >= crate::machine::MAX_MAP_COUNT {
+                return Ok(Outcome::Done(Err(Errno::ENOMEM)));
+            }
+        }
+        if let o @ (Outcome::Oops(_) | Outcome::Segv(_)) = self.split_around(pid, addr, end)? {
+            return Ok(o.map(Ok));
+        }
+        Ok(self.unmap_region(pid, addr, end)?.map(Ok))
     }
 
-    /// madvise(addr, len, MADV_DONTNEED): zap the pages of the VMAs in the
-    /// range; VMAs and page tables stay.
+    /// madvise(addr, len, MADV_DONTNEED), with Linux's errno and partial
+    /// effects (`do_madvise` and `madvise_walk_vmas`, the same rules in
+    /// every era): an unaligned address is EINVAL, as is a length that
+    /// wraps when rounded up or a range that wraps; a zero length succeeds
+    /// with nothing done. The pages of every VMA in the range are zapped
+    /// (VMAs and page tables stay, and DONTNEED splits nothing); a hole
+    /// anywhere in the range (or nothing mapped at all) makes the result
+    /// ENOMEM, after the zapping.
     pub fn madvise_dontneed(
         &mut self,
         pid: Pid,
         addr: u64,
         len: u64,
-    ) -> Result<Outcome<()>, MmError> {
-        let end = Self::check_range(addr, len)?;
-        let (pml4, spans) = {
+    ) -> Result<Outcome<SysResult>, MmError> {
+        self.proc(pid)?;
+        if addr % PAGE_SIZE != 0 {
+            return Ok(Outcome::Done(Err(Errno::EINVAL)));
+        }
+        let Some(alen) = page_align(len) else { return Ok(Outcome::Done(Err(Errno::EINVAL))) };
+        let Some(end) = addr.checked_add(alen) else {
+            return Ok(Outcome::Done(Err(Errno::EINVAL)));
+        };
+        if end == addr {
+            return Ok(Outcome::Done(Ok(())));
+        }
+        let (pml4, spans, hole) = {
             let p = self.proc(pid)?;
-            let spans: Vec<(u64, u64)> = p
-                .vmas
-                .values()
-                .filter(|v| v.end > addr && v.start < end)
-                .map(|v| (v.start.max(addr), v.end.min(end)))
-                .collect();
-            (p.pml4, spans)
+            let mut spans = Vec::new();
+            let mut hole = false;
+            let mut at = addr;
+            while at < end {
+                let Some(v) = p.find_vma(at) else {
+                    hole = true;
+                    break;
+                };
+                if v.start > at {
+                    hole = true;
+                    at = v.start;
+                    if at >= end {
+                        break;
+                    }
+                }
+                let e = v.end.min(end);
+                spans.push((at, e));
+                at = e;
+            }
+            (p.pml4, spans, hole)
         };
         for (s, e) in spans {
             self.zap_range(pml4, s, e)?;
         }
-        Ok(Outcome::Done(()))
+        Ok(Outcome::Done(if hole { Err(Errno::ENOMEM) } else { Ok(()) }))
     }
 
     /// `exit_mmap`: every VMA unmapped, every table and the PML4 freed.

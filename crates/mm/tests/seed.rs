@@ -24,7 +24,7 @@ fn seed_until_both_mapped(era: Era, keep_cache: bool) -> (Machine, Pid, Pid) {
     let mut m = Machine::new(MachineConfig::new(era)).unwrap();
     m.set_step("spawn A");
     let a = m.spawn().unwrap();
-    m.mmap(a, V, 4096, mm::Prot::Rw).unwrap();
+    done(m.mmap(a, V, 4096, mm::Prot::Rw).unwrap()).unwrap();
     m.set_step("A write V");
     done(m.write(a, V, 0xaa).unwrap());
     m.set_step("A fork B");
@@ -78,7 +78,7 @@ fn seed_scenario_every_era() {
                 // After a grace period a new anon_vma takes the slot.
                 m.rcu_grace_period();
                 let c = m.spawn().unwrap();
-                m.mmap(c, V, 4096, mm::Prot::Rw).unwrap();
+                done(m.mmap(c, V, 4096, mm::Prot::Rw).unwrap()).unwrap();
                 done(m.write(c, V, 1).unwrap());
                 let again = m.rmap_walk(a, V).unwrap();
                 assert_eq!(again.oops().map(|o| o.kind), Some(OopsKind::Reused), "{again:?}");
@@ -114,7 +114,7 @@ fn grandchild_defeats_the_seed_patch_alone() {
     for era in Era::ALL {
         let mut m = Machine::new(MachineConfig::new(era)).unwrap();
         let a = m.spawn().unwrap();
-        m.mmap(a, V, 4096, mm::Prot::Rw).unwrap();
+        done(m.mmap(a, V, 4096, mm::Prot::Rw).unwrap()).unwrap();
         done(m.write(a, V, 7).unwrap());
         let b = done(m.fork(a).unwrap());
         let c = done(m.fork(b).unwrap());
@@ -142,7 +142,7 @@ fn shrinker_oops_ends_the_allocating_operation() {
     let cfg = MachineConfig::new(Era::V2_6_34Rc3).memory(64 * 4096).swap(vec![16 * 4096]);
     let mut m = Machine::new(cfg).unwrap();
     let a = m.spawn().unwrap();
-    m.mmap(a, V, 4096, mm::Prot::Rw).unwrap();
+    done(m.mmap(a, V, 4096, mm::Prot::Rw).unwrap()).unwrap();
     done(m.write(a, V, 0xaa).unwrap());
     let b = done(m.fork(a).unwrap());
     done(m.reclaim(a, V, 4096, false).unwrap());
@@ -153,7 +153,7 @@ fn shrinker_oops_ends_the_allocating_operation() {
     let bad = m.mapped_pfn(a, V).unwrap().unwrap();
     // Fill memory through A's page table (already there: one frame per
     // write, no reclaim yet), every new page above the bad one.
-    m.mmap(a, V + 4096, 100 * 4096, mm::Prot::Rw).unwrap();
+    done(m.mmap(a, V + 4096, 100 * 4096, mm::Prot::Rw).unwrap()).unwrap();
     let mut i = 1;
     while m.free_frames() > 0 {
         m.set_step(format!("fill {i}"));
@@ -203,7 +203,7 @@ fn shrinker_oops_ends_the_allocating_operation() {
         (OopsKind::UseAfterFree, Some(bad), "A write past the fill")
     );
     // Freeing memory another way lets allocations succeed again.
-    done(m.munmap(a, V + 4096, 4096).unwrap());
+    done(m.munmap(a, V + 4096, 4096).unwrap()).unwrap();
     done(m.write(a, V + i * 4096, 1).unwrap());
     done(m.exit(a).unwrap());
     let left: Vec<_> = m.check().unwrap().into_iter().map(|v| v.name()).collect();

@@ -115,8 +115,7 @@ fn run_step(
             Step::Done(None)
         }
         Action::Mmap { proc, addr, len, prot: p } => {
-            m.mmap(pid_of(pids, proc)?, addr, len, p)?;
-            Step::Done(None)
+            settle(m.mmap(pid_of(pids, proc)?, addr, len, p)?)?
         }
         Action::Munmap { proc, addr, len } => settle(m.munmap(pid_of(pids, proc)?, addr, len)?)?,
         Action::Mprotect { proc, addr, len, prot: p } => {

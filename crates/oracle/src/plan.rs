@@ -261,24 +261,24 @@ impl Builder {
     fn action(&mut self, op: &Op, line: u32) -> Result<Action, OracleError> {
         Ok(match op {
             Op::Spawn { proc } => Action::Spawn { proc: self.new_proc(&proc.value, line)? },
-            Op::Mmap { proc, addr, len, prot } => Action::Mmap {
+            Op::Mmap { proc, addr, len, prot, .. } => Action::Mmap {
                 proc: self.live(&proc.value, line)?,
                 addr: addr.value,
                 len: len.value,
                 prot: prot.value,
             },
-            Op::Munmap { proc, addr, len } => Action::Munmap {
+            Op::Munmap { proc, addr, len, .. } => Action::Munmap {
                 proc: self.live(&proc.value, line)?,
                 addr: addr.value,
                 len: len.value,
             },
-            Op::Mprotect { proc, addr, len, prot } => Action::Mprotect {
+            Op::Mprotect { proc, addr, len, prot, .. } => Action::Mprotect {
                 proc: self.live(&proc.value, line)?,
                 addr: addr.value,
                 len: len.value,
                 prot: prot.value,
             },
-            Op::Madvise { proc, addr, len, advice } => Action::Madvise {
+            Op::Madvise { proc, addr, len, advice, .. } => Action::Madvise {
                 proc: self.live(&proc.value, line)?,
                 addr: addr.value,
                 len: len.value,

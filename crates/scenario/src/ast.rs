@@ -82,6 +82,10 @@ pub enum StepKind {
 /// whose `as_str` is the scenario spelling.
 pub use mm::Prot;
 
+/// What a system call returned, as a scenario states it after `=`:
+/// `0`, or an errno name (`ENOMEM`). mm's own type.
+pub use mm::{Errno, SysResult};
+
 /// The advice of `madvise` (only MADV_DONTNEED so far).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
 pub enum Advice {
@@ -97,7 +101,7 @@ pub enum Op {
         /// The new process.
         proc: ProcName,
     },
-    /// `P mmap ADDR LEN PROT`: an anonymous private mapping.
+    /// `P mmap ADDR LEN PROT [= RESULT]`: an anonymous private mapping.
     Mmap {
         /// The process.
         proc: ProcName,
@@ -107,8 +111,10 @@ pub enum Op {
         len: Spanned<u64>,
         /// Protection.
         prot: Spanned<Prot>,
+        /// The result stated after `=`, if any.
+        result: Option<Spanned<SysResult>>,
     },
-    /// `P munmap ADDR LEN`.
+    /// `P munmap ADDR LEN [= RESULT]`.
     Munmap {
         /// The process.
         proc: ProcName,
@@ -116,8 +122,10 @@ pub enum Op {
         addr: Spanned<u64>,
         /// Length in bytes.
         len: Spanned<u64>,
+        /// The result stated after `=`, if any.
+        result: Option<Spanned<SysResult>>,
     },
-    /// `P mprotect ADDR LEN PROT`.
+    /// `P mprotect ADDR LEN PROT [= RESULT]`.
     Mprotect {
         /// The process.
         proc: ProcName,
@@ -127,8 +135,10 @@ pub enum Op {
         len: Spanned<u64>,
         /// New protection.
         prot: Spanned<Prot>,
+        /// The result stated after `=`, if any.
+        result: Option<Spanned<SysResult>>,
     },
-    /// `P madvise ADDR LEN dontneed`.
+    /// `P madvise ADDR LEN dontneed [= RESULT]`.
     Madvise {
         /// The process.
         proc: ProcName,
@@ -138,6 +148,8 @@ pub enum Op {
         len: Spanned<u64>,
         /// The advice.
         advice: Spanned<Advice>,
+        /// The result stated after `=`, if any.
+        result: Option<Spanned<SysResult>>,
     },
     /// `P write ADDR [VALUE]`: a one-byte user store.
     Write {
@@ -424,6 +436,34 @@ pub enum Expect {
     },
     /// `expect clean`.
     Clean,
+    /// `expect maps P [START-END PERMS]...`: the process's VMAs exactly,
+    /// as /proc/PID/maps lists them.
+    Maps {
+        /// The process.
+        proc: ProcName,
+        /// Every VMA, in the order written (which must be address order).
+        vmas: Vec<Spanned<MapsVma>>,
+    },
     /// `expect no-leaks`.
     NoLeaks,
+}
+
+/// One VMA of `expect maps`: `0x7f0000000000-0x7f0000002000 rw-p`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
+pub struct MapsVma {
+    /// vm_start.
+    pub start: u64,
+    /// vm_end.
+    pub end: u64,
+    /// The protection (`rw-` of `rw-p`).
+    pub prot: Prot,
+}
+
+impl std::fmt::Display for MapsVma {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = if self.prot.readable() { 'r' } else { '-' };
+        let w = if self.prot.writable() { 'w' } else { '-' };
+        let x = if self.prot.executable() { 'x' } else { '-' };
+        write!(f, "{:#x}-{:#x} {r}{w}{x}p", self.start, self.end)
+    }
 }

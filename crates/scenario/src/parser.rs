@@ -9,8 +9,9 @@
 use std::path::Path;
 
 use crate::ast::{
-    Advice, Condition, CountCmp, EraName, Expect, Expectation, FlagField, InvariantKind, NumField,
-    OopsKind, Op, PfnMix, Pos, ProcName, Prot, PteState, Scenario, Setup, Spanned, Step, StepKind,
+    Advice, Condition, CountCmp, EraName, Errno, Expect, Expectation, FlagField, InvariantKind,
+    MapsVma, NumField, OopsKind, Op, PfnMix, Pos, ProcName, Prot, PteState, Scenario, Setup,
+    Spanned, Step, StepKind, SysResult,
 };
 use crate::era::is_known_era;
 use crate::error::Error;
@@ -35,6 +36,7 @@ pub const RESERVED: &[&str] = &[
     "anon-vmas",
     "clean",
     "no-leaks",
+    "maps",
 ];
 
 /// Reads and parses the scenario at `path`; messages name it as given.
@@ -279,6 +281,36 @@ impl<'a> Cursor<'a> {
             return Err(self.limit(n.pos, "length", n.value, 1, limits::MAX_LEN));
         }
         Ok(n)
+    }
+
+    /// The length of a system call: 0..=MAX_LEN bytes (a zero length is
+    /// the call's own EINVAL or success, not a parse error).
+    fn sys_len(&mut self) -> Result<Spanned<u64>, Error> {
+        let n = self.size("a length (e.g. 4K, 0x2000)")?;
+        if n.value > limits::MAX_LEN {
+            return Err(self.limit(n.pos, "length", n.value, 0, limits::MAX_LEN));
+        }
+        Ok(n)
+    }
+
+    /// `= 0`, `= ERRNO` or nothing, after a system call's arguments.
+    fn sys_result(&mut self) -> Result<Option<Spanned<SysResult>>, Error> {
+        if self.at_end() {
+            return Ok(None);
+        }
+        self.punct(TokenKind::Equals, "`= 0`, `= ERRNO` or end of line")?;
+        const WHAT: &str = "a result: 0 or an errno name (ENOMEM, EINVAL, EEXIST, ...)";
+        let Some(text) = self.peek_word() else { return Err(self.expected(WHAT)) };
+        let value = if text == "0" {
+            Ok(())
+        } else {
+            match Errno::from_name(text) {
+                Some(e) => Err(e),
+                None => return Err(self.expected(WHAT)),
+            }
+        };
+        let tok = self.word(WHAT)?;
+        Ok(Some(Spanned { value, pos: tok.pos }))
     }
 
     fn addr(&mut self) -> Result<Spanned<u64>, Error> {
@@ -607,20 +639,23 @@ fn process_op(cur: &mut Cursor<'_>, proc: ProcName) -> Result<Op, Error> {
     let op = match verb {
         "mmap" => {
             cur.i += 1;
-            Op::Mmap { proc, addr: cur.addr()?, len: cur.len()?, prot: cur.prot()? }
+            let (addr, len, prot) = (cur.addr()?, cur.sys_len()?, cur.prot()?);
+            Op::Mmap { proc, addr, len, prot, result: cur.sys_result()? }
         }
         "munmap" => {
             cur.i += 1;
-            Op::Munmap { proc, addr: cur.addr()?, len: cur.len()? }
+            let (addr, len) = (cur.addr()?, cur.sys_len()?);
+            Op::Munmap { proc, addr, len, result: cur.sys_result()? }
         }
         "mprotect" => {
             cur.i += 1;
-            Op::Mprotect { proc, addr: cur.addr()?, len: cur.len()?, prot: cur.prot()? }
+            let (addr, len, prot) = (cur.addr()?, cur.sys_len()?, cur.prot()?);
+            Op::Mprotect { proc, addr, len, prot, result: cur.sys_result()? }
         }
         "madvise" => {
             cur.i += 1;
             let addr = cur.addr()?;
-            let len = cur.len()?;
+            let len = cur.sys_len()?;
             let advice = match cur.peek_word() {
                 Some("dontneed") => {
                     let t = cur.word("dontneed")?;
@@ -628,7 +663,7 @@ fn process_op(cur: &mut Cursor<'_>, proc: ProcName) -> Result<Op, Error> {
                 }
                 _ => return Err(cur.expected("an advice (dontneed)")),
             };
-            Op::Madvise { proc, addr, len, advice }
+            Op::Madvise { proc, addr, len, advice, result: cur.sys_result()? }
         }
         "write" => {
             cur.i += 1;
@@ -681,7 +716,7 @@ fn expectation(cur: &mut Cursor<'_>) -> Result<Expectation, Error> {
     } else {
         None
     };
-    const WHAT: &str = "an expectation (P ADDR ..., segv, oops, invariant, anon-vmas, clean, no-leaks) or `[eras]`";
+    const WHAT: &str = "an expectation (P ADDR ..., segv, oops, invariant, anon-vmas, clean, no-leaks, maps) or `[eras]`";
     let what = match cur.peek_word() {
         Some("segv") => {
             cur.i += 1;
@@ -724,6 +759,24 @@ fn expectation(cur: &mut Cursor<'_>) -> Result<Expectation, Error> {
                 None => return Err(cur.expected(&expected)),
             }
         }
+        Some("maps") => {
+            cur.i += 1;
+            let proc = cur.name()?;
+            let mut vmas: Vec<Spanned<MapsVma>> = Vec::new();
+            while !cur.at_end() {
+                let v = maps_vma(cur)?;
+                if let Some(prev) = vmas.last() {
+                    if v.value.start < prev.value.end {
+                        cur.i -= 2;
+                        return Err(
+                            cur.expected("VMAs in address order, not overlapping the one before")
+                        );
+                    }
+                }
+                vmas.push(v);
+            }
+            Expect::Maps { proc, vmas }
+        }
         Some("anon-vmas") => {
             cur.i += 1;
             let cmp = if cur.eat(TokenKind::Less) {
@@ -742,6 +795,31 @@ fn expectation(cur: &mut Cursor<'_>) -> Result<Expectation, Error> {
         None => return Err(cur.expected(WHAT)),
     };
     Ok(Expectation { eras, what })
+}
+
+/// `START-END PERMS` of `expect maps`: `0x7f0000000000-0x7f0000002000 rw-p`.
+fn maps_vma(cur: &mut Cursor<'_>) -> Result<Spanned<MapsVma>, Error> {
+    const RANGE: &str = "a VMA range START-END (e.g. 0x7f0000000000-0x7f0000002000)";
+    const PERMS: &str = "perms as /proc/PID/maps prints them (---p r--p rw-p r-xp rwxp)";
+    let tok = cur.word(RANGE)?;
+    let parsed = tok.text.split_once('-').and_then(|(a, b)| match (parse_u64(a), parse_u64(b)) {
+        (Some(Ok(a)), Some(Ok(b))) => Some((a, b)),
+        _ => None,
+    });
+    let Some((start, end)) = parsed.filter(|(a, b)| a < b && a % 4096 == 0 && b % 4096 == 0) else {
+        cur.i -= 1;
+        return Err(cur.expected(&format!("{RANGE}, page aligned, start below end")));
+    };
+    let prot = match cur.peek_word() {
+        Some("---p") => Prot::None,
+        Some("r--p") => Prot::R,
+        Some("rw-p") => Prot::Rw,
+        Some("r-xp") => Prot::Rx,
+        Some("rwxp") => Prot::Rwx,
+        _ => return Err(cur.expected(PERMS)),
+    };
+    cur.i += 1;
+    Ok(Spanned { value: MapsVma { start, end, prot }, pos: tok.pos })
 }
 
 fn entry_expectation(cur: &mut Cursor<'_>) -> Result<Expect, Error> {
@@ -959,6 +1037,49 @@ dump A 0x7f0000000000
     }
 
     #[test]
+    fn system_call_results_and_maps() {
+        let sc = parse(
+            "spawn A\nA mmap 0x1000 0 rw = EINVAL\nA munmap 0x1000 4K = 0\n\
+             A mprotect 0x1000 12K r = ENOMEM\nA madvise 0x1000 0x10 dontneed=0\n\
+             expect maps A 0x1000-0x2000 rw-p 0x2000-0x3000 ---p\nexpect maps A\n",
+        )
+        .unwrap();
+        let results: Vec<Option<SysResult>> = sc
+            .steps
+            .iter()
+            .filter_map(|s| match &s.kind {
+                StepKind::Op(
+                    Op::Mmap { result, .. }
+                    | Op::Munmap { result, .. }
+                    | Op::Mprotect { result, .. }
+                    | Op::Madvise { result, .. },
+                ) => Some(result.as_ref().map(|r| r.value)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            results,
+            [Some(Err(Errno::EINVAL)), Some(Ok(())), Some(Err(Errno::ENOMEM)), Some(Ok(()))]
+        );
+        let StepKind::Expect(Expectation { what: Expect::Maps { vmas, .. }, .. }) =
+            &sc.steps[5].kind
+        else {
+            panic!("not a maps expectation: {:?}", sc.steps[5]);
+        };
+        let v: Vec<MapsVma> = vmas.iter().map(|v| v.value).collect();
+        assert_eq!(
+            v,
+            [
+                MapsVma { start: 0x1000, end: 0x2000, prot: Prot::Rw },
+                MapsVma { start: 0x2000, end: 0x3000, prot: Prot::None }
+            ]
+        );
+        assert!(
+            matches!(&sc.steps[6].kind, StepKind::Expect(Expectation { what: Expect::Maps { vmas, .. }, .. }) if vmas.is_empty())
+        );
+    }
+
+    #[test]
     fn every_expectation_form() {
         let text = "\
 spawn A
@@ -1081,8 +1202,32 @@ expect A 0x10 present pte=0x000FFFFFFFFFF160^pfn
             "t.scn:1:23: expected `pfn` after `|` or `^`"
         );
         assert_eq!(
-            err("spawn A\nA mmap 0x1000 0 rw\n"),
-            "t.scn:2:15: length 0x0 is outside the limit 0x1..=0x40000000"
+            err("spawn A\nA mmap 0x1000 2G rw\n"),
+            "t.scn:2:15: length 0x80000000 is outside the limit 0x0..=0x40000000"
+        );
+        assert_eq!(
+            err("spawn A\nreclaim A 0x1000 0\n"),
+            "t.scn:2:18: length 0x0 is outside the limit 0x1..=0x40000000"
+        );
+        assert_eq!(
+            err("spawn A\nA munmap 0x1000 4K = ENOMEN\n").split(',').next().unwrap(),
+            "t.scn:2:22: expected a result: 0 or an errno name (ENOMEM"
+        );
+        assert_eq!(
+            err("spawn A\nA munmap 0x1000 4K 0\n").split(',').next().unwrap(),
+            "t.scn:2:20: expected `= 0`"
+        );
+        assert_eq!(
+            err("expect maps A 0x2000-0x1000 rw-p\n").split(',').next().unwrap(),
+            "t.scn:1:15: expected a VMA range START-END (e.g. 0x7f0000000000-0x7f0000002000)"
+        );
+        assert_eq!(
+            err("expect maps A 0x1000-0x2000 rw-s\n").split(" (").next().unwrap(),
+            "t.scn:1:29: expected perms as /proc/PID/maps prints them"
+        );
+        assert_eq!(
+            err("expect maps A 0x1000-0x3000 rw-p 0x2000-0x4000 r--p\n").split(',').next().unwrap(),
+            "t.scn:1:34: expected VMAs in address order"
         );
         assert_eq!(err("swap 10K\n"), "t.scn:1:6: swap size 0x2800 is not a multiple of 4K");
         assert_eq!(

@@ -13,14 +13,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use mm::{Machine, MachineConfig, MmError, Outcome, Pid, Violation};
+use mm::{Machine, MachineConfig, MmError, Outcome, Pid, SysResult, Violation};
 use pgtable::{EntryKind, Pfn};
 use phys::PageFlags;
 use serde::Serialize;
 
 use crate::ast::{
-    Condition, CountCmp, Expect, Expectation, FlagField, NumField, Op, PfnMix, Pos, PteState,
-    Scenario, Spanned, Step, StepKind,
+    Condition, CountCmp, Expect, Expectation, FlagField, MapsVma, NumField, Op, PfnMix, Pos,
+    PteState, Scenario, Spanned, Step, StepKind,
 };
 use crate::limits;
 
@@ -331,6 +331,39 @@ impl Runner {
         }
     }
 
+    /// Records a system call's result (`= 0` or `= -1 ENOMEM ...`) and holds
+    /// it against the one stated: a different result, or a failure with no
+    /// result stated, fails the run at this line, and the run goes on.
+    fn syscall(
+        &self,
+        o: Outcome<SysResult>,
+        stated: Option<&Spanned<SysResult>>,
+        last: &mut LastOp,
+        rec: &mut StepRecord,
+    ) {
+        let Some(got) = self.outcome(o, last, rec) else { return };
+        rec.result = match got {
+            Ok(()) => "= 0".to_string(),
+            Err(e) => format!("= -1 {e}"),
+        };
+        let want = stated.map(|s| s.value);
+        let failed = match want {
+            Some(w) => w != got,
+            None => got.is_err(),
+        };
+        if failed {
+            rec.failed = true;
+            let said = |r: SysResult| match r {
+                Ok(()) => "0".to_string(),
+                Err(e) => e.name().to_string(),
+            };
+            rec.result = match want {
+                Some(w) => format!("FAILED: returned {}, expected {}", said(got), said(w)),
+                None => format!("FAILED: returned {} (no result stated)", said(got)),
+            };
+        }
+    }
+
     fn exec(&mut self, op: &Op, last: &mut LastOp, rec: &mut StepRecord) -> Result<(), String> {
         let e = |e: MmError| e.to_string();
         rec.result = "ok".to_string();
@@ -339,24 +372,25 @@ impl Runner {
                 let pid = self.m.spawn().map_err(e)?;
                 self.bind(proc, pid)?;
             }
-            Op::Mmap { proc, addr, len, prot } => {
+            Op::Mmap { proc, addr, len, prot, result } => {
                 let pid = self.pid(proc)?;
-                self.m.mmap(pid, addr.value, len.value, prot.value).map_err(e)?;
+                let o = self.m.mmap(pid, addr.value, len.value, prot.value).map_err(e)?;
+                self.syscall(o, result.as_ref(), last, rec);
             }
-            Op::Munmap { proc, addr, len } => {
+            Op::Munmap { proc, addr, len, result } => {
                 let pid = self.pid(proc)?;
                 let o = self.m.munmap(pid, addr.value, len.value).map_err(e)?;
-                self.outcome(o, last, rec);
+                self.syscall(o, result.as_ref(), last, rec);
             }
-            Op::Mprotect { proc, addr, len, prot } => {
+            Op::Mprotect { proc, addr, len, prot, result } => {
                 let pid = self.pid(proc)?;
                 let o = self.m.mprotect(pid, addr.value, len.value, prot.value).map_err(e)?;
-                self.outcome(o, last, rec);
+                self.syscall(o, result.as_ref(), last, rec);
             }
-            Op::Madvise { proc, addr, len, .. } => {
+            Op::Madvise { proc, addr, len, result, .. } => {
                 let pid = self.pid(proc)?;
                 let o = self.m.madvise_dontneed(pid, addr.value, len.value).map_err(e)?;
-                self.outcome(o, last, rec);
+                self.syscall(o, result.as_ref(), last, rec);
             }
             Op::Write { proc, addr, value } => {
                 let pid = self.pid(proc)?;
@@ -763,6 +797,29 @@ impl Runner {
             }
             Expect::Entry { proc, addr, state, conditions } => {
                 self.hold_entry(proc, addr.value, state.as_ref().map(|s| s.value), conditions)
+            }
+            Expect::Maps { proc, vmas } => {
+                let pid = self.pid(proc)?;
+                let have: Vec<MapsVma> = self
+                    .m
+                    .maps(pid)
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|e| MapsVma { start: e.start, end: e.end, prot: e.prot })
+                    .collect();
+                let want: Vec<MapsVma> = vmas.iter().map(|v| v.value).collect();
+                if have == want {
+                    Ok(())
+                } else {
+                    let show = |l: &[MapsVma]| {
+                        if l.is_empty() {
+                            "(none)".to_string()
+                        } else {
+                            l.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+                        }
+                    };
+                    Err(format!("{} maps {}, expected {}", proc.value, show(&have), show(&want)))
+                }
             }
         }
     }

@@ -159,3 +159,41 @@ fn the_step_log_shows_where_the_mapping_points() {
     let log = ptemu_scenario::render_run("t.scn", &r);
     assert!(log.contains("mapping=av1 (A)"), "{log}");
 }
+
+#[test]
+fn a_failing_system_call_fails_its_line_and_the_run_goes_on() {
+    let text = "spawn A\nA mmap 0x7f0000000000 8K rw\nA mmap 0x7f0000003000 4K rw\n\
+                A write 0x7f0000000000 1\n\
+                A mprotect 0x7f0000000000 16K r\n\
+                expect maps A 0x7f0000000000-0x7f0000002000 r--p 0x7f0000003000-0x7f0000004000 rw-p\n\
+                A mprotect 0x7f0000003000 4K r = 0\n\
+                A munmap 0x7f0000002000 4K = ENOMEM\n\
+                A read 0x7f0000000000 = 1\n\
+                A madvise 0x7f0000000000 16K dontneed = ENOMEM\n\
+                A read 0x7f0000000000 = 0\n";
+    let r = run(text, "6.18");
+    assert!(r.stopped.is_none(), "{:?}", r.stopped);
+    let lines: Vec<u32> = r.failures.iter().map(|f| f.line).collect();
+    // Line 5 failed with no result stated; line 8 returned 0, not ENOMEM.
+    assert_eq!(lines, [5, 8], "{:?}", r.failures);
+    assert!(r.failures[0].message.contains("ENOMEM (no result stated)"), "{:?}", r.failures);
+    assert!(r.failures[1].message.contains("returned 0, expected ENOMEM"), "{:?}", r.failures);
+    assert_eq!(r.held, 1, "the maps expectation holds");
+    // The reads after the failures ran and held.
+    let reads: Vec<&str> =
+        r.steps.iter().filter(|s| s.text.contains(" read ")).map(|s| s.result.as_str()).collect();
+    assert_eq!(reads, ["read 0x01", "read 0x00"]);
+}
+
+#[test]
+fn a_wrong_maps_expectation_names_what_is_there() {
+    let text = "spawn A\nA mmap 0x7f0000000000 8K rw\nA mprotect 0x7f0000001000 4K none = 0\n\
+                expect maps A 0x7f0000000000-0x7f0000002000 rw-p\n";
+    let r = run(text, "2.6.33");
+    assert_eq!(r.failures.len(), 1);
+    assert_eq!(
+        r.failures[0].message,
+        "A maps 0x7f0000000000-0x7f0000001000 rw-p 0x7f0000001000-0x7f0000002000 ---p, \
+         expected 0x7f0000000000-0x7f0000002000 rw-p"
+    );
+}
