@@ -14,6 +14,9 @@
 //! - [`GuestMem`]: byte access on top of pgtable's word-granular
 //!   [`PhysMem`](pgtable::PhysMem).
 //! - [`Error`]: #PF (error code and CR2), #GP, memory errors.
+//! - `vm_memory` (feature `vm-memory`): `GuestPhys`, page tables and data in
+//!   a rust-vmm `GuestMemoryMmap`, and `MmuIommu`, the MMU as vm-memory's
+//!   `Iommu` so that `IommuMemory` is addressed by guest-virtual address.
 //!
 //! The module [`mod@mmu`] explains the TLB's layout, how fills, the Dirty
 //! bit and large pages are handled, and what stale entries do.
@@ -29,6 +32,8 @@ pub mod error;
 pub mod mem;
 pub mod mmu;
 pub mod regs;
+#[cfg(feature = "vm-memory")]
+pub mod vm_memory;
 
 pub use error::{Error, GpCause};
 pub use mem::GuestMem;
