@@ -28,6 +28,11 @@
 
 extern crate alloc;
 
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub mod error;
 pub mod mem;
 pub mod mmu;
