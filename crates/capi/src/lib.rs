@@ -23,6 +23,12 @@
 mod ffi;
 mod mem;
 
+/// docs/embedding.md, whose Rust examples run as doctests of this crate so
+/// that the guide cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/embedding.md")]
+pub struct EmbeddingGuide;
+
 pub use ffi::*;
 
 use core::ffi::c_void;
