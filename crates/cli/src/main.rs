@@ -7,6 +7,7 @@
 
 mod hwcheck;
 mod oracle;
+mod pictures;
 mod pte;
 mod scenarios;
 

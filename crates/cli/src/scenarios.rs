@@ -24,6 +24,14 @@ pub struct RunArgs {
     /// Print a machine-readable JSON report instead of the step log.
     #[arg(long)]
     json: bool,
+    /// Also write a self-contained HTML report stepping through every run
+    /// (pictures of the rmap graph and the page tables at every step).
+    #[arg(long, value_name = "OUT.html")]
+    html: Option<PathBuf>,
+    /// The two eras the report shows side by side at first (default
+    /// 2.6.34-rc3,2.6.34 where a file runs both).
+    #[arg(long, value_name = "LEFT,RIGHT", requires = "html")]
+    compare: Option<String>,
 }
 
 /// Arguments of `ptemu check`.
@@ -46,6 +54,12 @@ pub struct DumpArgs {
     /// The era to run under (default: the file's first era).
     #[arg(long, value_name = "ERA")]
     era: Option<String>,
+    /// Write the rmap picture of that step as SVG (laid out by ptemu).
+    #[arg(long, value_name = "OUT.svg")]
+    svg: Option<PathBuf>,
+    /// Write that step as Graphviz DOT.
+    #[arg(long, value_name = "OUT.dot")]
+    dot: Option<PathBuf>,
 }
 
 fn usage(msg: &str) -> ExitCode {
@@ -88,9 +102,24 @@ pub fn run(args: RunArgs) -> ExitCode {
         Err(code) => return code,
     };
     let mut reports = Vec::new();
-    for scn in &scenarios {
-        let runs = run_scenario(scn, args.era.as_deref());
-        reports.push(FileReport::new(&scn.file, runs));
+    if let Some(out) = &args.html {
+        let compare = match crate::pictures::compare_eras(args.compare.as_deref()) {
+            Ok(c) => c,
+            Err(e) => return usage(&e),
+        };
+        let (runs, pics) = crate::pictures::run_with_snapshots(&scenarios, args.era.as_deref());
+        match crate::pictures::write_html(out, &pics, &compare) {
+            Ok(bytes) => eprintln!("ptemu: wrote {} ({bytes} bytes)", out.display()),
+            Err(e) => return usage(&e),
+        }
+        for (file, runs) in runs {
+            reports.push(FileReport::new(&file, runs));
+        }
+    } else {
+        for scn in &scenarios {
+            let runs = run_scenario(scn, args.era.as_deref());
+            reports.push(FileReport::new(&scn.file, runs));
+        }
     }
     let passed = reports.iter().all(|r| r.passed);
     let mut out = std::io::stdout().lock();
@@ -170,6 +199,16 @@ pub fn dump(args: DumpArgs) -> ExitCode {
         Some(e) => e,
         None => return usage("no era"),
     };
+    if args.svg.is_some() || args.dot.is_some() {
+        let step = args.step.unwrap_or(ops.len());
+        return crate::pictures::write_step_pictures(
+            &scn,
+            &era,
+            step,
+            args.svg.as_deref(),
+            args.dot.as_deref(),
+        );
+    }
     let (run, machine) = run_era(&scn, &era, Some(args.step.unwrap_or(usize::MAX)));
     let Some(machine) = machine else {
         let why = run.stopped.map_or_else(String::new, |f| f.message);

@@ -76,6 +76,54 @@ pub struct WalkEntry {
     pub kind: EntryKind,
 }
 
+/// Where a page's `page->mapping` points, as the pictures draw it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum MappingView {
+    /// Not an anon page (mapping clear or not an anon_vma word).
+    NotAnon,
+    /// A live anon_vma.
+    Live {
+        /// Its display id (`av2`).
+        id: String,
+    },
+    /// An anon_vma that has been freed; its slot is still unused.
+    Freed {
+        /// The display id it had.
+        id: String,
+        /// The step label current when it was freed.
+        freed_at_step: String,
+    },
+    /// An anon_vma that has been freed and whose slot now holds another.
+    Reused {
+        /// The display id it had.
+        id: String,
+        /// The live anon_vma now in its slot.
+        now: String,
+        /// The step label current when it was freed.
+        freed_at_step: String,
+    },
+}
+
+/// One anon_vma_chain of a VMA, in the VMA's chain order (newest first).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct AvcView {
+    /// Display id of the link (`avc3`).
+    pub id: String,
+    /// Display id of the anon_vma it links to.
+    pub anon_vma: String,
+    /// Whether that anon_vma is live.
+    pub live: bool,
+}
+
+/// One PTE of a process inside its VMAs that is not none.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MappedPte {
+    /// The page address.
+    pub addr: u64,
+    /// The entry.
+    pub pte: PteView,
+}
+
 impl Machine {
     /// The entries a walk for `addr` in `pid` reads, PML4 first, down to
     /// the PTE or to the first entry that points at no lower table.
@@ -220,6 +268,78 @@ impl Machine {
                 self.rmap.display_id(h).map_or_else(|_| "freed".to_string(), |i| i.to_string())
             })
             .collect())
+    }
+
+    /// Where a page's mapping points: live, freed, or freed and reused.
+    pub fn page_mapping(&self, pfn: Pfn) -> Result<MappingView, MmError> {
+        let d = self.pages.get(pfn)?;
+        if !d.is_anon() {
+            return Ok(MappingView::NotAnon);
+        }
+        Ok(match self.rmap.page_anon_vma(d) {
+            Ok((_, av)) => MappingView::Live { id: av.id.to_string() },
+            Err(rmap::RmapError::Oops(o)) => match o.kind {
+                rmap::OopsKind::UseAfterFree => MappingView::Freed {
+                    id: o.anon_vma.to_string(),
+                    freed_at_step: o.freed_at_step.clone(),
+                },
+                rmap::OopsKind::ReusedAsAnother { now } => MappingView::Reused {
+                    id: o.anon_vma.to_string(),
+                    now: now.to_string(),
+                    freed_at_step: o.freed_at_step.clone(),
+                },
+            },
+            Err(rmap::RmapError::NotAnon(_)) => MappingView::NotAnon,
+            Err(e) => return Err(e.into()),
+        })
+    }
+
+    /// vma->anon_vma of the VMA at `addr`, as a display id, if it has one.
+    pub fn vma_anon_vma(&self, pid: Pid, addr: u64) -> Result<Option<String>, MmError> {
+        let Some(v) = self.proc(pid)?.vma_at(addr) else { return Ok(None) };
+        Ok(self.rmap.vma(v.id)?.anon_vma.map(|h| {
+            self.rmap.display_id(h).map_or_else(|_| "freed".to_string(), |i| i.to_string())
+        }))
+    }
+
+    /// The anon_vma_chains of the VMA at `addr`, newest first (the order of
+    /// vma->anon_vma_chain).
+    pub fn vma_avcs(&self, pid: Pid, addr: u64) -> Result<Vec<AvcView>, MmError> {
+        let Some(v) = self.proc(pid)?.vma_at(addr) else { return Ok(Vec::new()) };
+        Ok(self
+            .rmap
+            .vma_chain(v.id)?
+            .into_iter()
+            .map(|(avc, h)| AvcView {
+                id: avc.to_string(),
+                anon_vma: self
+                    .rmap
+                    .display_id(h)
+                    .map_or_else(|_| "freed".to_string(), |i| i.to_string()),
+                live: self.rmap.is_live(h),
+            })
+            .collect())
+    }
+
+    /// Every PTE of `pid` inside its VMAs that is not none, by address.
+    pub fn mapped_ptes(&self, pid: Pid) -> Result<Vec<MappedPte>, MmError> {
+        let p = self.proc(pid)?;
+        let mut out = Vec::new();
+        for v in p.vmas.values() {
+            self.for_each_pte(p.pml4, v.start, v.end, |va, slot, raw| {
+                if raw != 0 {
+                    let kind = pgtable::decode(raw, Level::Pt, self.format)?;
+                    if !kind.is_none() {
+                        out.push(MappedPte {
+                            addr: va,
+                            pte: PteView { raw, kind, slot: Some(slot.as_u64()) },
+                        });
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        Ok(out)
     }
 
     /// A readable dump: per process (or just `only`), its VMAs, its tables

@@ -66,7 +66,7 @@ pub use check::{InvariantKind, Subject, Violation};
 pub use config::MachineConfig;
 pub use errno::{Errno, SysResult, sys_result_text};
 pub use error::MmError;
-pub use inspect::{AnonVmaView, PteView, SlotView, WalkEntry};
+pub use inspect::{AnonVmaView, AvcView, MappedPte, MappingView, PteView, SlotView, WalkEntry};
 pub use machine::{MAX_MAP_COUNT, Machine, PAGE_SIZE, TASK_SIZE};
 pub use maps::MapsEntry;
 pub use outcome::{Oops, OopsKind, Outcome, Segv, SegvCode};

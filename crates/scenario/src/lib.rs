@@ -21,4 +21,4 @@ pub use ast::Scenario;
 pub use error::Error;
 pub use parser::{parse_bytes, parse_file, parse_str};
 pub use report::{FileReport, failure_lines, render_run};
-pub use run::{EraRun, Failure, run_era, run_scenario};
+pub use run::{EraRun, Failure, Observation, run_era, run_era_observed, run_scenario};

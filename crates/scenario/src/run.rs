@@ -137,6 +137,33 @@ pub fn run_era(
     era: &str,
     stop_after: Option<usize>,
 ) -> (EraRun, Option<Machine>) {
+    run_era_observed(scenario, era, stop_after, &mut |_| {})
+}
+
+/// The machine between two operations, as [`run_era_observed`] shows it to
+/// its observer: read-only, with the scenario's names for what it holds.
+pub struct Observation<'a> {
+    /// Operations done so far (0: the empty machine before the first).
+    pub op_index: usize,
+    /// The machine.
+    pub machine: &'a Machine,
+    /// The scenario's name of each process it has named.
+    pub process_names: &'a BTreeMap<Pid, String>,
+    /// Which process each anon_vma (by display id) was made for.
+    pub anon_vma_owners: &'a BTreeMap<String, String>,
+    /// The (process name, page address) pairs the scenario names anywhere.
+    pub touched: &'a BTreeSet<(String, u64)>,
+}
+
+/// [`run_era`], calling `observe` with the empty machine and again after
+/// every operation that completes (after the checker has run, before the
+/// expectations that follow it are held).
+pub fn run_era_observed(
+    scenario: &Scenario,
+    era: &str,
+    stop_after: Option<usize>,
+    observe: &mut dyn FnMut(&Observation<'_>),
+) -> (EraRun, Option<Machine>) {
     let mut run = EraRun {
         era: era.to_string(),
         steps: Vec::new(),
@@ -177,6 +204,7 @@ pub fn run_era(
         touched: BTreeSet::new(),
     };
     r.collect_touched(&scenario.steps);
+    r.observe(0, observe);
     let steps = &scenario.steps;
     let mut i = 0;
     let mut ops = 0usize;
@@ -255,6 +283,7 @@ pub fn run_era(
         rec.state = Some(r.summary());
         run.steps.push(rec);
         op_record = Some(run.steps.len() - 1);
+        r.observe(ops, observe);
     }
     (run, Some(r.m))
 }
@@ -273,6 +302,16 @@ struct Runner {
 }
 
 impl Runner {
+    fn observe(&self, op_index: usize, observe: &mut dyn FnMut(&Observation<'_>)) {
+        observe(&Observation {
+            op_index,
+            machine: &self.m,
+            process_names: &self.pid_names,
+            anon_vma_owners: &self.av_owner,
+            touched: &self.touched,
+        });
+    }
+
     fn collect_touched(&mut self, steps: &[Step]) {
         for s in steps {
             let (p, a) = match &s.kind {
