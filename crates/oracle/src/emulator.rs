@@ -16,7 +16,7 @@ pub const ORACLE_ERA: Era = Era::V6_18;
 
 /// What one emulated step came to.
 enum Step {
-    Done(Option<AccessOutcome>),
+    Done(Option<AccessOutcome>, Option<i32>),
     Stop(String),
 }
 
@@ -42,22 +42,14 @@ pub fn run_ptemu(plan: &Plan) -> Result<SideRun, OracleError> {
             Err(e) => Step::Stop(format!("ptemu refused the step: {e}")),
         };
         match outcome {
-            Step::Done(access) => {
+            Step::Done(access, result) => {
                 let mut obs = observe(&m, &pids, step).map_err(|e| OracleError::Emulator {
                     file: plan.file.clone(),
                     line: step.line,
                     what: e.to_string(),
                 })?;
                 obs.access = access;
-                if matches!(
-                    step.action,
-                    Action::Mmap { .. }
-                        | Action::Munmap { .. }
-                        | Action::Mprotect { .. }
-                        | Action::Madvise { .. }
-                ) {
-                    obs.result = Some(0);
-                }
+                obs.result = result;
                 side.steps.push(Some(obs));
             }
             Step::Stop(why) => {
@@ -93,11 +85,20 @@ fn pid_of(pids: &[Option<Pid>], p: ProcId) -> Result<Pid, EmuError> {
 /// an oops is where ptemu stops (the host kernel never oopses here).
 fn settle<T>(o: Outcome<T>) -> Result<Step, EmuError> {
     Ok(match o {
-        Outcome::Done(_) => Step::Done(None),
-        Outcome::Segv(_) => Step::Done(Some(AccessOutcome { segv: true, value: None })),
+        Outcome::Done(_) => Step::Done(None, None),
+        Outcome::Segv(_) => Step::Done(Some(AccessOutcome { segv: true, value: None }), None),
         Outcome::Oops(oops) => {
             Step::Stop(format!("ptemu oopsed ({:?} on anon_vma {})", oops.kind, oops.anon_vma))
         }
+    })
+}
+
+/// A system call's outcome: its result (0 or the errno) is compared.
+fn syscall(o: Outcome<mm::SysResult>) -> Result<Step, EmuError> {
+    Ok(match o {
+        Outcome::Done(Ok(())) => Step::Done(None, Some(0)),
+        Outcome::Done(Err(e)) => Step::Done(None, Some(e as i32)),
+        other => settle(other)?,
     })
 }
 
@@ -112,24 +113,26 @@ fn run_step(
             if let Some(slot) = pids.get_mut(proc) {
                 *slot = Some(pid);
             }
-            Step::Done(None)
+            Step::Done(None, None)
         }
         Action::Mmap { proc, addr, len, prot: p } => {
-            settle(m.mmap(pid_of(pids, proc)?, addr, len, p)?)?
+            syscall(m.mmap(pid_of(pids, proc)?, addr, len, p)?)?
         }
-        Action::Munmap { proc, addr, len } => settle(m.munmap(pid_of(pids, proc)?, addr, len)?)?,
+        Action::Munmap { proc, addr, len } => syscall(m.munmap(pid_of(pids, proc)?, addr, len)?)?,
         Action::Mprotect { proc, addr, len, prot: p } => {
-            settle(m.mprotect(pid_of(pids, proc)?, addr, len, p)?)?
+            syscall(m.mprotect(pid_of(pids, proc)?, addr, len, p)?)?
         }
         Action::Madvise { proc, addr, len, advice } => match advice {
-            Advice::DontNeed => settle(m.madvise_dontneed(pid_of(pids, proc)?, addr, len)?)?,
+            Advice::DontNeed => syscall(m.madvise_dontneed(pid_of(pids, proc)?, addr, len)?)?,
         },
         Action::Write { proc, addr, value } => match m.write(pid_of(pids, proc)?, addr, value)? {
-            Outcome::Done(()) => Step::Done(Some(AccessOutcome { segv: false, value: None })),
+            Outcome::Done(()) => Step::Done(Some(AccessOutcome { segv: false, value: None }), None),
             other => settle(other)?,
         },
         Action::Read { proc, addr } => match m.read(pid_of(pids, proc)?, addr)? {
-            Outcome::Done(v) => Step::Done(Some(AccessOutcome { segv: false, value: Some(v) })),
+            Outcome::Done(v) => {
+                Step::Done(Some(AccessOutcome { segv: false, value: Some(v) }), None)
+            }
             other => settle(other)?,
         },
         Action::Fork { parent, child } => match m.fork(pid_of(pids, parent)?)? {
@@ -137,7 +140,7 @@ fn run_step(
                 if let Some(slot) = pids.get_mut(child) {
                     *slot = Some(pid);
                 }
-                Step::Done(None)
+                Step::Done(None, None)
             }
             other => settle(other)?,
         },
@@ -155,9 +158,9 @@ fn run_step(
         Action::RmapWalk { proc, addr } => settle(m.rmap_walk(pid_of(pids, proc)?, addr)?)?,
         Action::RcuGracePeriod => {
             m.rcu_grace_period();
-            Step::Done(None)
+            Step::Done(None, None)
         }
-        Action::Dump => Step::Done(None),
+        Action::Dump => Step::Done(None, None),
     })
 }
 
