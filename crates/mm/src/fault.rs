@@ -141,6 +141,19 @@ impl Machine {
         Ok(Outcome::Done(()))
     }
 
+    /// The page-fault handler, for an embedder whose own walker (an
+    /// emulator's MMU) raised #PF with `error_code` at `va` in `pid`:
+    /// `do_user_addr_fault` as the machine's own accesses run it. `Done`
+    /// means the access may be retried; SIGSEGV and an oops are outcomes.
+    pub fn page_fault(
+        &mut self,
+        pid: Pid,
+        va: u64,
+        error_code: PfErrorCode,
+    ) -> Result<Outcome<()>, MmError> {
+        oops_as_outcome(self.handle_page_fault(pid, va, error_code))
+    }
+
     /// `do_user_addr_fault`: find the VMA, check the access against it
     /// (`access_error`), then `handle_mm_fault`.
     pub(crate) fn handle_page_fault(
@@ -345,6 +358,7 @@ impl Machine {
                     }
                     // wp_page_reuse: young, dirty, writable.
                     self.write_slot(slot, orig | A | D | RW)?;
+                    self.flush_tlb_vma_page(vma.id, addr);
                     return Ok(Outcome::Done(()));
                 }
             }
@@ -383,6 +397,7 @@ impl Machine {
         // ptep_clear_flush, then the new page's rmap, then the new PTE,
         // then the old page loses this mapping and its reference.
         self.write_slot(slot, 0)?;
+        self.flush_tlb_vma_page(vma.id, addr);
         self.rmap.page_add_new_anon_rmap(self.pages.get_mut(new)?, vma.id, addr)?;
         self.lru_add_new(new)?;
         self.write_slot(slot, entry)?;

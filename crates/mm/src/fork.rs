@@ -43,7 +43,11 @@ impl Machine {
             child,
             Process { pid: child, parent: Some(parent), pml4: cpml4, vmas: BTreeMap::new() },
         );
-        match self.dup_mmap(child, ppml4, cpml4, pvmas) {
+        let r = self.dup_mmap(child, ppml4, cpml4, pvmas);
+        // dup_mmap ends with flush_tlb_mm(oldmm), on success and failure
+        // alike: copy_page_range write-protected the parent's entries.
+        self.flush_tlb_mm(parent);
+        match r {
             Ok(Outcome::Done(())) => Ok(Outcome::Done(child)),
             Ok(other) => Ok(other.map(|()| child)),
             Err(e) => {

@@ -59,6 +59,7 @@ mod pte;
 pub mod reclaim;
 pub mod swap_state;
 mod table;
+pub mod tlb;
 mod unmap;
 pub mod views;
 
@@ -75,3 +76,4 @@ pub use prot::Prot;
 pub use reclaim::{ReclaimResult, WalkHit};
 pub use rmap::{Era, RmapSemantics};
 pub use swap_state::SwpEntry;
+pub use tlb::TlbFlush;

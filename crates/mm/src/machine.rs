@@ -57,6 +57,8 @@ pub struct Machine {
     pub(crate) next_vma: u64,
     pub(crate) zero_pfn: Pfn,
     pub(crate) step: String,
+    /// Recorded TLB shootdowns (tlb.rs), `None` while not tracked.
+    pub(crate) tlb_flushes: Option<Vec<crate::tlb::TlbFlush>>,
 }
 
 /// Splits an rmap result into "an oops happened" and real errors.
@@ -123,6 +125,7 @@ impl Machine {
             next_vma: 1,
             zero_pfn,
             step: "boot".to_string(),
+            tlb_flushes: None,
         })
     }
 
@@ -186,6 +189,12 @@ impl Machine {
     /// Number of free frames.
     pub fn free_frames(&self) -> u64 {
         self.frames.free_frames()
+    }
+
+    /// The machine's physical memory: what an emulator embedding the
+    /// machine maps as its guest-physical RAM (frame N at N * 4096).
+    pub fn phys_memory(&self) -> &PhysMemory {
+        &self.mem
     }
 
     /// The rmap state (anon_vmas, chains), for inspection.

@@ -94,19 +94,24 @@ impl Machine {
             v.prot = prot;
             p.pml4
         };
-        self.change_protection(pml4, start, end, prot)?;
+        if self.change_protection(pml4, start, end, prot)? {
+            // flush_tlb_range after change_protection changed entries.
+            self.flush_tlb_range(pid, start, end);
+        }
         Ok(Outcome::Done(Ok(())))
     }
 
     /// `change_pte_range`: `pte_modify` of every present or PROT_NONE entry
-    /// of `[start, end)`; swap entries are left alone.
+    /// of `[start, end)`; swap entries are left alone. Whether an entry
+    /// changed (and a TLB flush is due).
     fn change_protection(
         &mut self,
         pml4: pgtable::Pfn,
         start: u64,
         end: u64,
         prot: Prot,
-    ) -> Result<(), MmError> {
+    ) -> Result<bool, MmError> {
+        let mut changed = false;
         let newprot = prot.vm_page_prot();
         let mut entries = Vec::new();
         self.for_each_pte(pml4, start, end, |va, pa, raw| {
@@ -138,8 +143,9 @@ impl Machine {
             }
             if new != old {
                 self.write_slot(slot, new)?;
+                changed = true;
             }
         }
-        Ok(())
+        Ok(changed)
     }
 }

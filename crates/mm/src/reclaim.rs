@@ -160,6 +160,7 @@ impl Machine {
             }
             // ptep_clear_flush, then the dirty bit moves to the page.
             self.write_slot(slot, 0)?;
+            self.flush_tlb_vma_page(hit.vma, hit.address);
             if pte_dirty(pteval) {
                 self.pages.get_mut(pfn)?.flags |= PageFlags::DIRTY;
             }
@@ -225,6 +226,7 @@ impl Machine {
                     if pte_young(v) {
                         w.referenced = true;
                         self.write_slot(slot, v & !A)?;
+                        self.flush_tlb_vma_page(hit.vma, hit.address);
                     }
                 }
             }

@@ -71,6 +71,7 @@ impl Machine {
         }
         for v in &victims {
             self.zap_range(pml4, v.start, v.end)?;
+            self.flush_tlb_range(pid, v.start, v.end);
         }
         let mut oops = None;
         for v in &victims {
@@ -165,6 +166,7 @@ impl Machine {
         };
         for (s, e) in spans {
             self.zap_range(pml4, s, e)?;
+            self.flush_tlb_range(pid, s, e);
         }
         Ok(Outcome::Done(if hole { Err(Errno::ENOMEM) } else { Ok(()) }))
     }

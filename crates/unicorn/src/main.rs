@@ -1,0 +1,125 @@
+//! `ptemu-unicorn`: Unicorn executes x86-64 code with ptemu as its MMU and
+//! kernel (`run`), and QEMU's page walker is checked against ptemu's
+//! (`check`). GPL-2.0-or-later, as it links Unicorn; the `ptemu` binary
+//! does not. Exit status: 0 success, 1 a check failed or the guest was
+//! killed, 2 usage or input error.
+#![deny(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use mm::Era;
+use ptemu_unicorn::{EmuConfig, Emulator, Exit, Image, image};
+
+/// ptemu-unicorn: real x86-64 code on ptemu's page tables and Linux mm.
+#[derive(Parser, Debug)]
+#[command(name = "ptemu-unicorn", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a guest program (a flat image, or a C file built with guest/rt.h).
+    Run(RunArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// A `.c` source (built with the machine's cc) or a flat `.bin` image.
+    program: PathBuf,
+    /// The kernel era.
+    #[arg(long, default_value = "6.18")]
+    era: String,
+    /// Physical memory, MiB.
+    #[arg(long, default_value_t = 64)]
+    memory_mib: u64,
+    /// Swap, MiB.
+    #[arg(long, default_value_t = 64)]
+    swap_mib: u64,
+    /// Run the invariant checker after every fault and syscall.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        Command::Run(a) => run(a),
+    }
+}
+
+fn run(a: RunArgs) -> ExitCode {
+    let era: Era = match a.era.parse() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("ptemu-unicorn: --era {}: {e}", a.era);
+            return ExitCode::from(2);
+        }
+    };
+    let bin = if a.program.extension().is_some_and(|e| e == "c") {
+        let dir = std::env::temp_dir().join(format!("ptemu-unicorn-{}", std::process::id()));
+        match image::build(&a.program, &dir, false) {
+            Ok((bin, _)) => bin,
+            Err(e) => {
+                eprintln!("ptemu-unicorn: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        a.program.clone()
+    };
+    let img = match Image::open(&bin) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("ptemu-unicorn: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut cfg = EmuConfig::new(era, a.memory_mib << 20);
+    cfg.swap = a.swap_mib << 20;
+    cfg.check_every_fault = a.check;
+    let report = match Emulator::new(&cfg, &img).and_then(Emulator::run) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ptemu-unicorn: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(&report.output);
+    let mut failed = false;
+    for (pid, exit) in &report.exits {
+        eprintln!("process {pid}: {exit}");
+        failed |= !matches!(exit, Exit::Code(0));
+    }
+    for (after, v) in &report.violations {
+        eprintln!("invariant after {after}: {v}");
+        failed = true;
+    }
+    if let Some(o) = &report.oops {
+        eprintln!("{o}");
+        failed = true;
+    }
+    let s = report.stats;
+    eprintln!(
+        "era {}: {} TLB fills, {} faults, {} syscalls, {} shootdowns, {} TLB flushes, {} switches",
+        era.name(),
+        s.fills,
+        s.faults,
+        s.syscalls,
+        s.shootdowns,
+        s.tlb_flushes,
+        s.switches
+    );
+    if failed { ExitCode::from(1) } else { ExitCode::SUCCESS }
+}
