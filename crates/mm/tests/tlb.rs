@@ -24,7 +24,7 @@ fn setup(era: Era) -> (Machine, Pid) {
     let mut m = Machine::new(MachineConfig::new(era)).unwrap();
     m.track_tlb_flushes(true);
     let a = m.spawn().unwrap();
-    m.mmap(a, V, 4 * 4096, Prot::Rw).unwrap();
+    done(m.mmap(a, V, 4 * 4096, Prot::Rw).unwrap()).unwrap();
     (m, a)
 }
 
@@ -32,9 +32,9 @@ fn setup(era: Era) -> (Machine, Pid) {
 fn untracked_machine_records_nothing() {
     let mut m = Machine::new(MachineConfig::new(Era::V2_6_34)).unwrap();
     let a = m.spawn().unwrap();
-    m.mmap(a, V, 4096, Prot::Rw).unwrap();
+    done(m.mmap(a, V, 4096, Prot::Rw).unwrap()).unwrap();
     done(m.write(a, V, 1).unwrap());
-    done(m.munmap(a, V, 4096).unwrap());
+    done(m.munmap(a, V, 4096).unwrap()).unwrap();
     assert!(!m.tlb_flush_pending());
     assert!(m.take_tlb_flushes().is_empty());
 }
@@ -82,11 +82,11 @@ fn cow_reclaim_mprotect_munmap_fork_and_exit_flush_where_linux_does() {
 
         // mprotect taking write permission from a present entry:
         // flush_tlb_range over the VMA it changed.
-        done(m.mprotect(a, V, 2 * 4096, Prot::R).unwrap());
+        done(m.mprotect(a, V, 2 * 4096, Prot::R).unwrap()).unwrap();
         assert_eq!(m.take_tlb_flushes(), vec![TlbFlush { pid: a, start: V, end: V + 2 * 4096 }]);
 
         // munmap: the zapped range.
-        done(m.munmap(a, V + 2 * 4096, 4096).unwrap());
+        done(m.munmap(a, V + 2 * 4096, 4096).unwrap()).unwrap();
         assert_eq!(
             m.take_tlb_flushes(),
             vec![TlbFlush { pid: a, start: V + 2 * 4096, end: V + 3 * 4096 }]

@@ -220,7 +220,11 @@ impl Emulator {
         machine.track_tlb_flushes(true);
         let pid = machine.spawn()?;
         image.load(&mut machine, pid)?;
-        machine.mmap(pid, STACK_TOP - STACK_SIZE, STACK_SIZE, Prot::Rw)?;
+        if let o @ (Outcome::Done(Err(_)) | Outcome::Segv(_) | Outcome::Oops(_)) =
+            machine.mmap(pid, STACK_TOP - STACK_SIZE, STACK_SIZE, Prot::Rw)?
+        {
+            return Err(UnicornError::Kernel(format!("mapping the stack: {o:?}")));
+        }
         machine.take_tlb_flushes();
         let cr3 = machine.cr3(pid)?.addr();
         let mem_ptr = machine.phys_memory().as_ptr();
@@ -623,6 +627,7 @@ pub(crate) fn sys(uc: &mut Unicorn<'_, State>) {
     let a0 = r(uc, RegisterX86::RDI);
     let a1 = r(uc, RegisterX86::RSI);
     let a2 = r(uc, RegisterX86::RDX);
+    let a3 = r(uc, RegisterX86::R10);
     let st = uc.get_data_mut();
     if st.stop.is_some() {
         // The process is being killed (its access reached the trap page).
@@ -651,52 +656,33 @@ pub(crate) fn sys(uc: &mut Unicorn<'_, State>) {
                 }
             }
         }
-        // mmap(addr, len, prot, flags, fd, off): private anonymous only.
+        // mmap(addr, len, prot, flags, fd, off): private anonymous only;
+        // an address is MAP_FIXED_NOREPLACE, none picks the next free one.
         9 => {
-            let flags = r(uc, RegisterX86::R10);
-            let st = uc.get_data_mut();
-            let m = &mut st.machine;
-            let len = a1.next_multiple_of(4096);
+            let flags = a3;
             match prot_of(a2) {
                 _ if flags & 0x22 != 0x22 => Ok(Outcome::Done(EINVAL)), // MAP_PRIVATE|MAP_ANONYMOUS
                 None => Ok(Outcome::Done(EINVAL)),
                 Some(prot) => {
                     let addr = if a0 == 0 {
                         let a = st.mmap_next;
-                        st.mmap_next += len + 4096; // a guard gap: no VMA merging
+                        // A guard gap, so that mappings never touch.
+                        st.mmap_next += a1.next_multiple_of(4096) + 4096;
                         a
                     } else {
                         a0
                     };
-                    match m.mmap(pid, addr, len, prot) {
-                        Ok(()) => Ok(Outcome::Done(addr)),
-                        Err(mm::MmError::Overlap { .. }) => Ok(Outcome::Done((-17i64) as u64)),
-                        Err(mm::MmError::BadAddress { .. } | mm::MmError::BadLength { .. }) => {
-                            Ok(Outcome::Done(EINVAL))
-                        }
-                        Err(e) => Err(e),
-                    }
+                    m.mmap(pid, addr, a1, prot).map(|o| o.map(|r| sys_ret(r, addr)))
                 }
             }
         }
         // mprotect(addr, len, prot)
         10 => match prot_of(a2) {
             None => Ok(Outcome::Done(EINVAL)),
-            Some(prot) => match m.mprotect(pid, a0, a1.next_multiple_of(4096), prot) {
-                Ok(o) => Ok(o.map(|()| 0)),
-                Err(mm::MmError::BadAddress { .. }) => Ok(Outcome::Done(ENOMEM)),
-                Err(mm::MmError::BadLength { .. }) => Ok(Outcome::Done(EINVAL)),
-                Err(e) => Err(e),
-            },
+            Some(prot) => m.mprotect(pid, a0, a1, prot).map(|o| o.map(|r| sys_ret(r, 0))),
         },
         // munmap(addr, len)
-        11 => match m.munmap(pid, a0, a1.next_multiple_of(4096)) {
-            Ok(o) => Ok(o.map(|()| 0)),
-            Err(mm::MmError::BadAddress { .. } | mm::MmError::BadLength { .. }) => {
-                Ok(Outcome::Done(EINVAL))
-            }
-            Err(e) => Err(e),
-        },
+        11 => m.munmap(pid, a0, a1).map(|o| o.map(|r| sys_ret(r, 0))),
         // sched_yield()
         24 => {
             stop = Some(Stop::Yield);
@@ -705,13 +691,7 @@ pub(crate) fn sys(uc: &mut Unicorn<'_, State>) {
         // madvise(addr, len, advice): MADV_DONTNEED (4) zaps; MADV_PAGEOUT
         // (21) is ptemu's reclaim of the range.
         28 => match a2 {
-            4 => match m.madvise_dontneed(pid, a0, a1.next_multiple_of(4096)) {
-                Ok(o) => Ok(o.map(|()| 0)),
-                Err(mm::MmError::BadAddress { .. } | mm::MmError::BadLength { .. }) => {
-                    Ok(Outcome::Done(EINVAL))
-                }
-                Err(e) => Err(e),
-            },
+            4 => m.madvise_dontneed(pid, a0, a1).map(|o| o.map(|r| sys_ret(r, 0))),
             21 => reclaim(m, pid, a0, a1).map(|o| o.map(|_| 0)),
             _ => Ok(Outcome::Done(EINVAL)),
         },
@@ -767,6 +747,14 @@ pub(crate) fn sys(uc: &mut Unicorn<'_, State>) {
     }
     if st.stop.is_some() {
         let _ = uc.emu_stop();
+    }
+}
+
+/// A syscall's return value: `ok` on success, -errno on failure.
+fn sys_ret(r: mm::SysResult, ok: u64) -> u64 {
+    match r {
+        Ok(()) => ok,
+        Err(e) => (-i64::from(e.raw())) as u64,
     }
 }
 

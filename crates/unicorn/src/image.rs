@@ -164,7 +164,11 @@ impl Image {
     /// in as the kernel's copy would.
     pub fn load(&self, m: &mut Machine, pid: Pid) -> Result<(), UnicornError> {
         let text_len = self.text_end - self.base;
-        m.mmap(pid, self.base, text_len, Prot::Rw)?;
+        let sys = |r: Outcome<mm::SysResult>, what: &str| match r {
+            Outcome::Done(Ok(())) => Ok(()),
+            o => Err(UnicornError::Kernel(format!("loading the image: {what}: {o:?}"))),
+        };
+        sys(m.mmap(pid, self.base, text_len, Prot::Rw)?, "mmap text")?;
         let split = (text_len as usize).min(self.bytes.len());
         let write = |m: &mut Machine, va: u64, b: &[u8]| -> Result<(), UnicornError> {
             match m.write_bytes(pid, va, b)? {
@@ -173,13 +177,9 @@ impl Image {
             }
         };
         write(m, self.base, &self.bytes[..split])?;
-        if let o @ (Outcome::Segv(_) | Outcome::Oops(_)) =
-            m.mprotect(pid, self.base, text_len, Prot::Rx)?
-        {
-            return Err(UnicornError::Kernel(format!("mprotect of the text: {o:?}")));
-        }
+        sys(m.mprotect(pid, self.base, text_len, Prot::Rx)?, "mprotect text")?;
         if self.bss_end > self.text_end {
-            m.mmap(pid, self.text_end, self.bss_end - self.text_end, Prot::Rw)?;
+            sys(m.mmap(pid, self.text_end, self.bss_end - self.text_end, Prot::Rw)?, "mmap data")?;
             if self.bytes.len() > split {
                 write(m, self.text_end, &self.bytes[split..])?;
             }
