@@ -57,8 +57,12 @@ pub struct EmuConfig {
     pub memory: u64,
     /// One swap device of this many bytes.
     pub swap: u64,
-    /// Run mm's invariant checker after every fault and every syscall.
+    /// Run mm's invariant checker after every fault, not only after every
+    /// syscall and process exit (where it always runs).
     pub check_every_fault: bool,
+    /// Ignore mm's TLB shootdowns (never flush Unicorn's TLB for them).
+    /// Wrong on purpose: only for showing what stale translations do.
+    pub ignore_shootdowns: bool,
     /// Stop after this many guest instructions in one process slice (0: no
     /// limit). A runaway guest ends the run with an error.
     pub instruction_limit: usize,
@@ -67,7 +71,14 @@ pub struct EmuConfig {
 impl EmuConfig {
     /// A machine of the era with `memory` bytes of RAM and as much swap.
     pub fn new(era: Era, memory: u64) -> Self {
-        Self { era, memory, swap: memory, check_every_fault: true, instruction_limit: 0 }
+        Self {
+            era,
+            memory,
+            swap: memory,
+            check_every_fault: true,
+            ignore_shootdowns: false,
+            instruction_limit: 0,
+        }
     }
 }
 
@@ -166,6 +177,7 @@ pub(crate) struct State {
     stop: Option<Stop>,
     stats: Stats,
     check_every_fault: bool,
+    ignore_shootdowns: bool,
     violations: Vec<(String, Violation)>,
     output: Vec<u8>,
     mmap_next: u64,
@@ -237,6 +249,7 @@ impl Emulator {
             stop: None,
             stats: Stats::default(),
             check_every_fault: cfg.check_every_fault,
+            ignore_shootdowns: cfg.ignore_shootdowns,
             violations: Vec::new(),
             output: Vec::new(),
             mmap_next: MMAP_BASE,
@@ -288,23 +301,29 @@ impl Emulator {
     /// process by pid (after the current one, wrapping) runs.
     pub fn run(mut self) -> Result<RunReport, UnicornError> {
         let mut last: Option<Pid> = None;
+        // The same process continues, but its saved registers must be
+        // reloaded (after a fork, or a wait4 that returned at once).
+        let mut restore = false;
         let mut cur = *self.tasks.keys().next().ok_or(UnicornError::NoProcess)?;
         loop {
             // Switch: restore the task's registers, point the MMU at its
             // tables, and drop every cached translation.
-            if last != Some(cur) {
+            if restore || last != Some(cur) {
                 let task = self.tasks.get_mut(&cur).ok_or(UnicornError::NoProcess)?;
                 self.uc.context_restore(&task.ctx).map_err(uc_err("context restore"))?;
                 if let Some(rax) = task.rax.take() {
                     self.uc.reg_write(RegisterX86::RAX, rax).map_err(uc_err("RAX"))?;
                 }
-                let st = self.uc.get_data_mut();
-                st.cur = cur;
-                st.cr3 = st.machine.cr3(cur)?.addr();
-                st.stats.switches += 1;
-                st.stats.tlb_flushes += 1;
-                self.uc.ctl_flush_tlb().map_err(uc_err("TLB flush"))?;
+                if last != Some(cur) {
+                    let st = self.uc.get_data_mut();
+                    st.cur = cur;
+                    st.cr3 = st.machine.cr3(cur)?.addr();
+                    st.stats.switches += 1;
+                    st.stats.tlb_flushes += 1;
+                    self.uc.ctl_flush_tlb().map_err(uc_err("TLB flush"))?;
+                }
                 last = Some(cur);
+                restore = false;
             }
             let rip = self.uc.reg_read(RegisterX86::RIP).map_err(uc_err("RIP"))?;
             let r = self.uc.emu_start(rip, 0, 0, self.instruction_limit);
@@ -334,9 +353,9 @@ impl Emulator {
                     self.uc.context_save(&mut cctx).map_err(uc_err("context save"))?;
                     self.tasks
                         .insert(child, Task { ctx: cctx, state: TaskState::Runnable, rax: None });
-                    // The parent keeps the CPU: its registers were just
-                    // overwritten for the child, so restore them.
-                    last = None;
+                    // The parent keeps the CPU (no address-space switch):
+                    // its registers were just overwritten for the child.
+                    restore = true;
                     continue;
                 }
                 Stop::Wait { child, status } => {
@@ -344,12 +363,12 @@ impl Emulator {
                     if self.exits.contains_key(&child) {
                         // Already a zombie: wait4 returns at once.
                         self.complete_wait(cur, child, status)?;
-                        last = None;
+                        restore = true;
                         continue;
                     }
                     if !self.tasks.contains_key(&child) || child == cur {
                         self.task(cur)?.rax = Some(ECHILD);
-                        last = None;
+                        restore = true;
                         continue;
                     }
                     self.task(cur)?.state = TaskState::Waiting { child, status };
@@ -491,11 +510,8 @@ fn trap(uc: &mut Unicorn<'_, State>, off: u64) {
     let _ = uc.emu_stop();
 }
 
-/// Runs the checker if asked to, recording violations under `after`.
+/// Runs the checker, recording violations under `after`.
 fn check(st: &mut State, after: &str) {
-    if !st.check_every_fault {
-        return;
-    }
     st.stats.checks += 1;
     match st.machine.check() {
         Ok(v) => st.violations.extend(v.into_iter().map(|v| (after.to_string(), v))),
@@ -509,7 +525,7 @@ fn shootdown(uc: &mut Unicorn<'_, State>) {
     let st = uc.get_data_mut();
     let flushes = st.machine.take_tlb_flushes();
     st.stats.shootdowns += flushes.len() as u64;
-    if flushes.iter().any(|f| f.pid == st.cur) {
+    if !st.ignore_shootdowns && flushes.iter().any(|f| f.pid == st.cur) {
         st.stats.tlb_flushes += 1;
         if let Err(e) = uc.ctl_flush_tlb() {
             uc.get_data_mut().stop = Some(Stop::Error(uc_err("TLB flush")(e)));
@@ -557,7 +573,9 @@ pub(crate) fn fill(uc: &mut Unicorn<'_, State>, va: u64, ty: MemType) -> Option<
                 match st.machine.page_fault(pid, va, pf.error_code) {
                     Ok(Outcome::Done(())) => {
                         st.stats.faults += 1;
-                        check(st, "fault");
+                        if st.check_every_fault {
+                            check(st, "fault");
+                        }
                         shootdown(uc);
                         if uc.get_data().stop.is_some() {
                             return None;

@@ -41,6 +41,8 @@ fn assert_same(name: &str, cfg: &EmuConfig) -> RunReport {
     r
 }
 
+const FIXED: [Era; 5] = [Era::V2_6_33, Era::Seed, Era::V2_6_34, Era::V2_6_36, Era::V6_18];
+
 #[test]
 fn memset_memcpy_over_six_mib_matches_native() {
     for era in [Era::V2_6_33, Era::V6_18] {
@@ -50,4 +52,81 @@ fn memset_memcpy_over_six_mib_matches_native() {
         // 12 MiB written page by page: at least one fault per page.
         assert!(r.stats.faults >= 2 * 1536, "{:?}", r.stats);
     }
+}
+
+#[test]
+fn memcpy_under_memory_pressure_reclaims_inside_faults_and_still_matches() {
+    // 8 MiB of RAM for 12 MiB of data: faults allocate by reclaiming other
+    // pages of the running process, whose cached translations must go.
+    let mut cfg = EmuConfig::new(Era::V2_6_34, 8 << 20);
+    cfg.swap = 16 << 20;
+    cfg.check_every_fault = false;
+    let r = assert_same("memcpy", &cfg);
+    assert!(r.stats.shootdowns > 1000 && r.stats.tlb_flushes > 1000, "{:?}", r.stats);
+}
+
+#[test]
+fn sieve_and_heapsort_over_twelve_mib_match_native() {
+    let mut cfg = EmuConfig::new(Era::V2_6_36, 32 << 20);
+    cfg.check_every_fault = false;
+    let r = assert_same("sort", &cfg);
+    assert!(
+        r.output.starts_with(b"primes 0x0000000000089bc3\n"),
+        "{}",
+        String::from_utf8_lossy(&r.output)
+    );
+}
+
+#[test]
+fn fork_cow_and_swap_check_every_byte_in_every_fixed_era() {
+    for era in FIXED {
+        let mut cfg = EmuConfig::new(era, 16 << 20);
+        // The checker after every fault in the oldest and newest eras
+        // (it is quadratic in the run's size), after every syscall in all.
+        cfg.check_every_fault = matches!(era, Era::V2_6_33 | Era::V6_18);
+        let r = assert_same("forkcow", &cfg);
+        assert_eq!(r.exits.len(), 2, "{era:?}");
+        assert!(r.stats.switches >= 4 && r.stats.shootdowns > 100, "{era:?} {:?}", r.stats);
+        if cfg.check_every_fault {
+            assert!(r.stats.checks > r.stats.faults, "{era:?} {:?}", r.stats);
+        }
+    }
+}
+
+#[test]
+fn no_stale_translation_survives_cow_reclaim_dontneed_mprotect_or_munmap() {
+    for era in FIXED {
+        let cfg = EmuConfig::new(era, 16 << 20);
+        let r = assert_same("stale", &cfg);
+        // The children killed by the write after mprotect and the read
+        // after munmap, with ptemu's error codes and exact addresses.
+        let segvs: Vec<_> = r
+            .exits
+            .values()
+            .filter_map(|e| match e {
+                Exit::Segv(s) => Some((s.addr, s.error_code, s.code.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            segvs,
+            vec![(0x4000_0000_3000, 0x7, "accerr"), (0x4000_0000_0000, 0x4, "maperr")],
+            "{era:?}"
+        );
+    }
+}
+
+#[test]
+fn ignoring_the_shootdowns_lets_stale_translations_through() {
+    // The control: the same program with mm's shootdowns ignored sees the
+    // parent's post-fork write in the child and a reused frame after
+    // reclaim. If this ever matched the native run, the test above would
+    // prove nothing.
+    let mut cfg = EmuConfig::new(Era::V2_6_34, 16 << 20);
+    cfg.ignore_shootdowns = true;
+    let ((native, _), r) = run_both("stale", &cfg);
+    let out = String::from_utf8_lossy(&r.output);
+    assert_ne!(r.output, native, "{out}");
+    assert!(out.contains("child-saw 0x0000000000000002"), "{out}");
+    assert!(!out.contains("after-reclaim 0x0000000000000505"), "{out}");
 }
