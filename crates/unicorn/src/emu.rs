@@ -136,7 +136,8 @@ pub struct RunReport {
     pub output: Vec<u8>,
     /// The oops that stopped the machine, if one did.
     pub oops: Option<Oops>,
-    /// Violations the checker reported, each with the step it ran after.
+    /// Violations the checker reported (each once, when it first
+    /// appeared), each with the step it ran after.
     pub violations: Vec<(String, Violation)>,
     /// Counters.
     pub stats: Stats,
@@ -179,6 +180,9 @@ pub(crate) struct State {
     check_every_fault: bool,
     ignore_shootdowns: bool,
     violations: Vec<(String, Violation)>,
+    /// What the checker found last time: only new violations are
+    /// recorded, as the scenario runner reports them.
+    last_check: Vec<Violation>,
     output: Vec<u8>,
     mmap_next: u64,
 }
@@ -251,6 +255,7 @@ impl Emulator {
             check_every_fault: cfg.check_every_fault,
             ignore_shootdowns: cfg.ignore_shootdowns,
             violations: Vec::new(),
+            last_check: Vec::new(),
             output: Vec::new(),
             mmap_next: MMAP_BASE,
         };
@@ -417,7 +422,7 @@ impl Emulator {
         self.tasks.remove(&pid);
         let st = self.uc.get_data_mut();
         if st.machine.process_exists(pid) {
-            st.machine.set_step(format!("{pid} killed"));
+            st.machine.set_step(format!("process {pid} killed"));
             match st.machine.exit(pid)? {
                 Outcome::Oops(o) => self.oops = Some(o),
                 Outcome::Done(()) | Outcome::Segv(_) => {}
@@ -514,7 +519,15 @@ fn trap(uc: &mut Unicorn<'_, State>, off: u64) {
 fn check(st: &mut State, after: &str) {
     st.stats.checks += 1;
     match st.machine.check() {
-        Ok(v) => st.violations.extend(v.into_iter().map(|v| (after.to_string(), v))),
+        Ok(v) => {
+            let step = format!("{after} ({})", st.machine.step());
+            for x in &v {
+                if !st.last_check.contains(x) {
+                    st.violations.push((step.clone(), x.clone()));
+                }
+            }
+            st.last_check = v;
+        }
         Err(e) => st.stop = Some(Stop::Error(e.into())),
     }
 }
@@ -569,7 +582,12 @@ pub(crate) fn fill(uc: &mut Unicorn<'_, State>, va: u64, ty: MemType) -> Option<
             }
             Err(Fault::PageFault(pf)) => {
                 let pid = st.cur;
-                st.machine.set_step(format!("{pid} {access:?} fault at {va:#x}"));
+                let what = match access {
+                    Access::Read => "read",
+                    Access::Write => "write",
+                    Access::Fetch => "fetch",
+                };
+                st.machine.set_step(format!("process {pid} {what} fault at {va:#x}"));
                 match st.machine.page_fault(pid, va, pf.error_code) {
                     Ok(Outcome::Done(())) => {
                         st.stats.faults += 1;
@@ -655,7 +673,7 @@ pub(crate) fn sys(uc: &mut Unicorn<'_, State>) {
     st.stats.syscalls += 1;
     let pid = st.cur;
     let m = &mut st.machine;
-    m.set_step(format!("{pid} syscall {nr}"));
+    m.set_step(format!("process {pid} {}", sys_name(nr)));
     let mut stop = None;
     let res: Result<Outcome<u64>, mm::MmError> = match nr {
         // write(fd, buf, len): fd 1 and 2 go to the run's output.
@@ -765,6 +783,25 @@ pub(crate) fn sys(uc: &mut Unicorn<'_, State>) {
     }
     if st.stop.is_some() {
         let _ = uc.emu_stop();
+    }
+}
+
+/// The name of a syscall number, for step labels.
+fn sys_name(nr: u64) -> String {
+    match nr {
+        1 => "write".into(),
+        9 => "mmap".into(),
+        10 => "mprotect".into(),
+        11 => "munmap".into(),
+        24 => "sched_yield".into(),
+        28 => "madvise".into(),
+        39 => "getpid".into(),
+        57 => "fork".into(),
+        60 => "exit".into(),
+        61 => "wait4".into(),
+        231 => "exit_group".into(),
+        SYS_PTEMU_RECLAIM => "reclaim".into(),
+        n => format!("syscall {n}"),
     }
 }
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use mm::Era;
+use mm::{Era, InvariantKind, OopsKind};
 use ptemu_unicorn::{EmuConfig, Emulator, Exit, Image, RunReport, image};
 
 fn out_dir() -> PathBuf {
@@ -129,4 +129,39 @@ fn ignoring_the_shootdowns_lets_stale_translations_through() {
     assert_ne!(r.output, native, "{out}");
     assert!(out.contains("child-saw 0x0000000000000002"), "{out}");
     assert!(!out.contains("after-reclaim 0x0000000000000505"), "{out}");
+}
+
+#[test]
+fn the_seeds_oops_is_reached_by_machine_code_under_2_6_34_rc3() {
+    let cfg = EmuConfig::new(Era::V2_6_34Rc3, 16 << 20);
+    let ((native, _), r) = run_both("seed", &cfg);
+    let oops = r.oops.as_ref().expect("2.6.34-rc3 must oops");
+    assert_eq!(oops.kind, OopsKind::UseAfterFree);
+    assert_eq!(oops.during, "rmap_walk");
+    assert_eq!(oops.freed_by, "unlink_anon_vmas");
+    assert_eq!(oops.freed_at_step, "process 2 exit_group");
+    assert_eq!(oops.step, "process 1 reclaim");
+    // Everything printed before the oops is what the host printed.
+    assert!(native.starts_with(&r.output) && !r.output.is_empty());
+    assert!(!String::from_utf8_lossy(&r.output).contains("a-read-again"));
+    // The checker saw A's mapping become unreachable at A's swap-in
+    // fault, then, at B's exit, the mapping freed (and the unreachable
+    // mapping now naming a freed anon_vma), each once.
+    let kinds: Vec<_> = r.violations.iter().map(|(at, v)| (at.as_str(), v.kind)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("fault (process 1 read fault at 0x7f0000000000)", InvariantKind::RmapUnreachable),
+            ("syscall (process 2 exit_group)", InvariantKind::RmapUnreachable),
+            ("syscall (process 2 exit_group)", InvariantKind::MappingFreed),
+        ]
+    );
+}
+
+#[test]
+fn the_seeds_program_runs_clean_in_the_fixed_eras() {
+    for era in FIXED {
+        let r = assert_same("seed", &EmuConfig::new(era, 16 << 20));
+        assert!(String::from_utf8_lossy(&r.output).contains("a-read-again 0x00000000000000aa"));
+    }
 }
