@@ -122,6 +122,7 @@ pub fn report(files: &[FilePictures], compare: &CompareEras) -> String {
 <span id="pos">step 0</span>
 <button id="next" title="next step (&#x2192; or j)">next &#x25B6;</button>
 <button id="last" title="last step (End)">last &#xBB;</button>
+<span class="keys">keys: &#x2190; &#x2192; Home End</span>
 </div>
 </header>
 <nav id="timeline"></nav>

@@ -131,7 +131,6 @@ pub fn pgtable_svg(now: &Snapshot, prev: Option<&Snapshot>, opts: &SvgOptions) -
     if opts.style {
         o.push_str(STYLE);
     }
-    markers(&mut o, p);
     o.push_str(r##"<rect width="100%" height="100%" fill="#ffffff"/>"##);
     if let Some(t) = &opts.title {
         text(&mut o, M, M + 14.0, "h", t);
@@ -194,6 +193,7 @@ pub fn pgtable_svg(now: &Snapshot, prev: Option<&Snapshot>, opts: &SvgOptions) -
             o.push_str("</g>");
         }
     }
+    markers(&mut o, p);
     o.push_str("</svg>\n");
     o
 }

@@ -191,7 +191,7 @@ pub fn rmap_svg(now: &Snapshot, prev: Option<&Snapshot>, opts: &SvgOptions) -> S
         .collect();
     let lanes = mapped.len() as f64;
     let title_h = if opts.title.is_some() { 30.0 } else { 0.0 };
-    let top_lane0 = M + title_h + 6.0;
+    let top_lane0 = M + title_h + 18.0;
     let head_y = top_lane0 + lanes * LANE + 16.0;
     let y0 = head_y + 16.0;
     let x0 = M + lanes * LANE + 12.0;
@@ -360,7 +360,6 @@ pub fn rmap_svg(now: &Snapshot, prev: Option<&Snapshot>, opts: &SvgOptions) -> S
     if opts.style {
         o.push_str(STYLE);
     }
-    markers(&mut o, p);
     o.push_str(r##"<rect width="100%" height="100%" fill="#ffffff"/>"##);
     if let Some(t) = &opts.title {
         text(&mut o, M, M + 14.0, "h", t);
@@ -576,8 +575,11 @@ pub fn rmap_svg(now: &Snapshot, prev: Option<&Snapshot>, opts: &SvgOptions) -> S
             pg.pfn,
             esc(target)
         );
+        // Labels staggered along the top lane so that neighbours never overlap.
         let label = format!("page {:#x}->mapping", pg.pfn);
-        text(&mut o, (x1 + x2) / 2.0 - text_width(&label, 11.0) / 2.0, ty - 2.0, "s", &label);
+        let span = (rx - x0).max(1.0);
+        let lx = x0 + 24.0 + (kf * 170.0) % (span - text_width(&label, 11.0) - 24.0).max(1.0);
+        text(&mut o, lx, top_lane0 - 5.0, "s", &label);
     }
 
     // Nodes.
@@ -728,6 +730,7 @@ pub fn rmap_svg(now: &Snapshot, prev: Option<&Snapshot>, opts: &SvgOptions) -> S
     if opts.legend {
         legend(&mut o, M, ny + 8.0, p);
     }
+    markers(&mut o, p);
     o.push_str("</svg>\n");
     o
 }

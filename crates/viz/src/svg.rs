@@ -89,10 +89,11 @@ pub(crate) const STYLE: &str = r#"<style>
 .pv .ah.pte{fill:#2563eb}.pv .ah.swp{fill:#7c3aed}.pv .ah.par{fill:#16a34a}.pv .ah.bad{fill:#d92d20}
 </style>"#;
 
-/// Arrowhead markers, one per edge colour; `id` prefix keeps several
-/// pictures in one HTML page apart.
+/// Arrowhead markers, one per edge colour, for those `out` refers to;
+/// the `prefix` of their ids keeps several pictures in one HTML page apart.
+/// Call it last: definitions may follow their use.
 pub(crate) fn markers(out: &mut String, prefix: &str) {
-    out.push_str("<defs>");
+    let mut defs = String::new();
     for (name, class) in [
         ("a", "ah"),
         ("map", "ah map"),
@@ -103,10 +104,17 @@ pub(crate) fn markers(out: &mut String, prefix: &str) {
         ("par", "ah par"),
         ("bad", "ah bad"),
     ] {
+        if !out.contains(&format!("url(#{prefix}{name})")) {
+            continue;
+        }
         let _ = write!(
-            out,
+            defs,
             r#"<marker id="{prefix}{name}" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="11" markerHeight="11" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" class="{class}"/></marker>"#
         );
     }
-    out.push_str("</defs>");
+    if !defs.is_empty() {
+        out.push_str("<defs>");
+        out.push_str(&defs);
+        out.push_str("</defs>");
+    }
 }
