@@ -17,13 +17,24 @@ fn fixture(name: &str) -> scenario::Scenario {
     s
 }
 
+/// Every fixture, subdirectories included, in path order.
 fn fixtures() -> Vec<scenario::Scenario> {
-    let mut names: Vec<String> = std::fs::read_dir(root().join("fixtures"))
-        .expect("fixtures dir")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".scn"))
-        .collect();
+    let base = root().join("fixtures");
+    let mut names: Vec<String> = Vec::new();
+    let mut dirs = vec![base.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).expect("fixtures dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "scn") {
+                let rel = p.strip_prefix(&base).expect("under fixtures/");
+                names.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
     names.sort();
+    assert!(names.len() >= 10, "fixtures found: {names:?}");
     names.iter().map(|n| fixture(n)).collect()
 }
 
