@@ -31,11 +31,11 @@ use crate::machine::{HostFeatures, HwAccess, HwMachine, HwOutcome};
 /// plus the table pool and the harness above it. Pages are touched lazily.
 pub const CHECK_MEM_SIZE: u64 = (1 << 30) + (4 << 20);
 /// The PML4's frame, first of the table area at 1 GiB.
-const PML4_PFN: u64 = (1 << 30) / PAGE_SIZE;
+pub const PML4_PFN: u64 = (1 << 30) / PAGE_SIZE;
 /// Table frames the random paths draw from (after the PML4).
-const POOL_FRAMES: u64 = 128;
+pub const POOL_FRAMES: u64 = 128;
 /// The harness's frames, 2 MiB above the table area.
-const HARNESS_PFN: u64 = PML4_PFN + 512;
+pub const HARNESS_PFN: u64 = PML4_PFN + 512;
 /// 4 KiB leaves point into the first 64 MiB, 2 MiB leaves into the first
 /// 256 MiB, 1 GiB leaves at frame 0 with offsets below 256 MiB: the touched
 /// memory stays small.
@@ -43,7 +43,7 @@ const DATA_4K_FRAMES: u64 = (64 << 20) / PAGE_SIZE;
 const DATA_2M_PAGES: u64 = 128;
 const DATA_SPAN: u64 = 256 << 20;
 /// XORed with a word's physical address to give its contents.
-const PATTERN_SALT: u64 = 0x5a5a_0000_0000_0000;
+pub const PATTERN_SALT: u64 = 0x5a5a_0000_0000_0000;
 /// Write markers: top bits never seen in a pattern word.
 const MARKER_BASE: u64 = 0xd00d_0000_0000_0000;
 /// Under PVM (kvm_pvm), user-mode accesses through PML4 slot 256 fault as
@@ -203,7 +203,8 @@ pub struct Coverage {
 }
 
 impl Coverage {
-    fn bump(&mut self, k: &'static str) {
+    /// Adds one to counter `k`.
+    pub fn bump(&mut self, k: &'static str) {
         *self.counts.entry(k).or_default() += 1;
     }
 }
@@ -265,28 +266,47 @@ impl PhysMem for PathCopy {
 }
 
 /// A generated access: the path's entries and what the access targets.
-struct Plan {
-    va: u64,
-    access: Access,
-    cpu: CpuState,
+/// Public so that other references (QEMU's walker, in the GPL crate
+/// ptemu-unicorn) check the very same accesses.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The linear address.
+    pub va: u64,
+    /// Read, write or fetch.
+    pub access: Access,
+    /// The CPU state of the access.
+    pub cpu: CpuState,
     /// (level, entry pa, value), PML4 first.
-    path: Vec<(Level, u64, u64)>,
+    pub path: Vec<(Level, u64, u64)>,
     /// Physical address the leaf maps `va` to, when the path ends in a
     /// present leaf (whether or not the access is permitted).
-    target: Option<u64>,
+    pub target: Option<u64>,
 }
 
 fn phys(raw: u64) -> Result<PhysAddr, KvmError> {
     PhysAddr::new(raw).map_err(|_| KvmError::BadMemory { size: raw, reason: "address too wide" })
 }
 
-/// The random generator of paths, accesses and CPU states.
-struct Generator {
+/// The random generator of paths, accesses and CPU states: paths from the
+/// PML4 at [`PML4_PFN`] through tables drawn from [`table_pool`], never
+/// through the harness's PML4 slot.
+#[derive(Clone, Debug)]
+pub struct Generator {
     rng: Rng,
     features: HostFeatures,
 }
 
+/// The table frames' physical addresses the generator draws from.
+pub fn table_pool() -> Vec<u64> {
+    (1..=POOL_FRAMES).map(|i| (PML4_PFN + i) * PAGE_SIZE).collect()
+}
+
 impl Generator {
+    /// A generator for `seed` producing what a CPU with `features` can run.
+    pub fn new(seed: u64, features: HostFeatures) -> Self {
+        Self { rng: Rng::new(seed), features }
+    }
+
     fn pvm(&self) -> bool {
         self.features.kvm_module.as_deref() == Some("kvm_pvm")
     }
@@ -403,7 +423,8 @@ impl Generator {
         }
     }
 
-    fn plan(&mut self, pool: &[u64]) -> Result<Plan, KvmError> {
+    /// The next random access and its path.
+    pub fn plan(&mut self, pool: &[u64]) -> Result<Plan, KvmError> {
         let cpu = self.cpu();
         let access = match self.rng.below(3) {
             0 => Access::Read,
@@ -502,6 +523,30 @@ pub type Walker<'a> = dyn FnMut(
     ) -> Result<pgtable::Translation, pgtable::Fault>
     + 'a;
 
+/// ptemu's side of a plan: `pgtable::translate` over a copy of the path
+/// (the PML4 at [`PML4_PFN`]); its outcome and each path entry's value
+/// afterwards, PML4 first.
+pub fn ptemu_side(plan: &Plan) -> (Outcome, Vec<u64>) {
+    let mut copy = PathCopy::default();
+    for (_, at, v) in &plan.path {
+        copy.words.insert(*at, *v);
+    }
+    let out = match VirtAddr::new(plan.va) {
+        Err(e) => Outcome::WalkerError(e.to_string()),
+        Ok(va) => {
+            match pgtable::translate(&mut copy, Pfn(PML4_PFN).addr(), va, plan.access, &plan.cpu) {
+                Ok(t) => Outcome::Access { pa: t.pa.as_u64() },
+                Err(pgtable::Fault::PageFault(pf)) => {
+                    Outcome::PageFault { error_code: pf.error_code.bits(), cr2: pf.addr.as_u64() }
+                }
+                Err(e) => Outcome::WalkerError(e.to_string()),
+            }
+        }
+    };
+    let after = plan.path.iter().map(|(_, at, _)| copy.words.get(at).copied().unwrap_or(0)).collect();
+    (out, after)
+}
+
 /// Runs the comparison of `pgtable::translate` against the CPU.
 pub fn run(opts: &CheckOptions) -> Result<CheckReport, KvmError> {
     run_with_walker(opts, &mut |mem, cr3, va, access, cpu| {
@@ -520,8 +565,8 @@ pub fn run_with_walker(
     let mut m = HwMachine::new(mem, Pfn(PML4_PFN).addr(), Pfn(HARNESS_PFN))?;
     m.map_table_window(Pfn(PML4_PFN), 1 + POOL_FRAMES)?;
     let features = m.features().clone();
-    let pool: Vec<u64> = (1..=POOL_FRAMES).map(|i| (PML4_PFN + i) * PAGE_SIZE).collect();
-    let mut generator = Generator { rng: Rng::new(opts.seed), features: features.clone() };
+    let pool = table_pool();
+    let mut generator = Generator::new(opts.seed, features.clone());
     let mut filled: BTreeSet<u64> = BTreeSet::new();
     let mut report = CheckReport {
         seed: opts.seed,
@@ -676,7 +721,8 @@ fn find_marker(
     Ok(Outcome::WriteLost)
 }
 
-fn count(c: &mut Coverage, plan: &Plan, t: &Trial) {
+/// Counts what `plan` exercised and what the reference did with it.
+pub fn count(c: &mut Coverage, plan: &Plan, t: &Trial) {
     c.bump(match plan.access {
         Access::Read => "access: read",
         Access::Write => "access: write",

@@ -61,6 +61,9 @@ pub enum UnicornError {
         /// The compiler's or linker's complaint.
         detail: String,
     },
+    /// The check's memory refused an access.
+    #[error("memory: {0}")]
+    Mem(#[from] pgtable::MemError),
     /// An I/O error, with the file.
     #[error("{path}: {err}")]
     Io {

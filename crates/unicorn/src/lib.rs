@@ -6,6 +6,8 @@
 //!   [`mm::Machine`] process's tables, faults handled by mm's page-fault
 //!   handler, a `syscall` kernel (mmap, munmap, mprotect, madvise, fork,
 //!   exit, wait4, reclaim), and mm's TLB shootdowns flushing Unicorn's TLB.
+//! - [`check`]: QEMU's page walker (`TlbType::CPU`) against ptemu's on
+//!   hwcheck's random tables and accesses.
 //! - [`image`]: C guest programs built with the machine's compiler into a
 //!   flat image, and the loader.
 //!
@@ -13,6 +15,7 @@
 //! GPL-2.0-or-later; nothing else in the workspace depends on it.
 #![deny(unsafe_code)]
 
+pub mod check;
 pub mod emu;
 pub mod error;
 pub mod image;

@@ -24,6 +24,21 @@ struct Cli {
 enum Command {
     /// Run a guest program (a flat image, or a C file built with guest/rt.h).
     Run(RunArgs),
+    /// Compare QEMU's page walker with ptemu's on random tables and accesses.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CheckArgs {
+    /// Seed of the random tables and accesses.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Number of accesses.
+    #[arg(long, default_value_t = 10_000)]
+    accesses: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -56,6 +71,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(a) => run(a),
+        Command::Check(a) => check(a),
     }
 }
 
@@ -124,4 +140,70 @@ fn run(a: RunArgs) -> ExitCode {
         s.switches
     );
     if failed { ExitCode::from(1) } else { ExitCode::SUCCESS }
+}
+
+fn check(a: CheckArgs) -> ExitCode {
+    use ptemu_unicorn::check::{self, Class, QemuCheckOptions};
+    let r = match check::run(&QemuCheckOptions { seed: a.seed, accesses: a.accesses }) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ptemu-unicorn check: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let unexplained = r.classes.get(&Class::Unexplained).copied().unwrap_or(0);
+    if a.json {
+        let classes: serde_json::Map<String, serde_json::Value> =
+            r.classes.iter().map(|(c, n)| (c.name().to_string(), (*n).into())).collect();
+        let dis: Vec<serde_json::Value> = r
+            .disagreements
+            .iter()
+            .map(|(c, t)| {
+                serde_json::json!({
+                    "class": c.name(),
+                    "index": t.index,
+                    "va": format!("{:#x}", t.va),
+                    "access": format!("{:?}", t.access).to_lowercase(),
+                    "user": t.cpu.user,
+                    "ptemu": t.ptemu.to_string(),
+                    "qemu": t.hw.to_string(),
+                    "entries": t.entries.iter().map(|e| serde_json::json!({
+                        "level": format!("{:?}", e.level),
+                        "pa": format!("{:#x}", e.pa),
+                        "before": format!("{:#x}", e.before),
+                        "qemu": format!("{:#x}", e.cpu_after),
+                        "ptemu": format!("{:#x}", e.ptemu_after),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "seed": r.seed,
+            "total": r.total,
+            "agreed": r.agreed,
+            "classes": classes,
+            "error_code_offset": r.error_code_offset,
+            "coverage": r.coverage.counts,
+            "not_tested": r.not_tested,
+            "disagreements": dis,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        for (c, t) in &r.disagreements {
+            println!("[{}]", c.name());
+            println!("{}", t.to_string().replace("  cpu:", "  qemu:").replace(" cpu ", " qemu "));
+        }
+        println!("seed {}; QEMU's #PF error code read at context offset {}", r.seed, r.error_code_offset);
+        for (k, n) in &r.coverage.counts {
+            println!("  {n:>8}  {}", k.replace("CPU", "QEMU"));
+        }
+        for n in &r.not_tested {
+            println!("  not tested: {n}");
+        }
+        for (c, n) in &r.classes {
+            println!("class {}: {n}", c.name());
+        }
+        println!("qemucheck: {}/{} accesses agree", r.agreed, r.total);
+    }
+    if unexplained > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS }
 }
