@@ -543,7 +543,8 @@ pub fn ptemu_side(plan: &Plan) -> (Outcome, Vec<u64>) {
             }
         }
     };
-    let after = plan.path.iter().map(|(_, at, _)| copy.words.get(at).copied().unwrap_or(0)).collect();
+    let after =
+        plan.path.iter().map(|(_, at, _)| copy.words.get(at).copied().unwrap_or(0)).collect();
     (out, after)
 }
 
@@ -589,6 +590,38 @@ pub fn run_with_walker(
         }
     }
     Ok(report)
+}
+
+/// The CPU's side of hwcheck, for plans generated elsewhere (the
+/// three-way check of ptemu, KVM and QEMU in ptemu-unicorn): the same
+/// memory layout, harness and comparison as [`run`].
+#[derive(Debug)]
+pub struct HwSide {
+    m: HwMachine,
+    filled: BTreeSet<u64>,
+}
+
+impl HwSide {
+    /// A VM with hwcheck's memory, PML4 and harness.
+    pub fn new() -> Result<Self, KvmError> {
+        let mem = PhysMemory::new(CHECK_MEM_SIZE)
+            .map_err(|_| KvmError::BadMemory { size: CHECK_MEM_SIZE, reason: "cannot map it" })?;
+        let mut m = HwMachine::new(mem, Pfn(PML4_PFN).addr(), Pfn(HARNESS_PFN))?;
+        m.map_table_window(Pfn(PML4_PFN), 1 + POOL_FRAMES)?;
+        Ok(Self { m, filled: BTreeSet::new() })
+    }
+
+    /// What the host offers the guest.
+    pub fn features(&self) -> &HostFeatures {
+        self.m.features()
+    }
+
+    /// Runs `plan` on the CPU and on ptemu's walker.
+    pub fn trial(&mut self, plan: &Plan, index: u64) -> Result<Trial, KvmError> {
+        run_one(&mut self.m, plan, index, &mut self.filled, &mut |mem, cr3, va, access, cpu| {
+            pgtable::translate(mem, cr3, va, access, cpu)
+        })
+    }
 }
 
 fn not_tested(f: &HostFeatures) -> Vec<String> {

@@ -90,6 +90,52 @@ pub struct QemuCheckOptions {
     pub seed: u64,
     /// Number of accesses.
     pub accesses: u64,
+    /// Also run every access on the CPU through KVM (hwcheck's harness)
+    /// when /dev/kvm is usable, for a three-way table.
+    pub kvm: bool,
+}
+
+/// How KVM's run of a trial compared with ptemu's.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum KvmClass {
+    /// Same outcome, same entries afterwards.
+    Agree,
+    /// Not run on KVM: the plan was made for QEMU's 40-bit MAXPHYADDR and
+    /// a present entry has a bit between 40 and the host's MAXPHYADDR,
+    /// reserved for QEMU and ptemu, an address bit (beyond the guest's
+    /// RAM) for the host. A difference of model, not of walker.
+    MaxPhyAddrModel,
+    /// The host offers guests no 1 GiB pages (CPUID PDPE1GB clear), so
+    /// the CPU faults with RSVD on a PS PDPTE, which QEMU's walker and
+    /// ptemu's map. A difference of model, not of walker.
+    NoGbPagesModel,
+    /// Anything else.
+    Unexplained,
+}
+
+impl KvmClass {
+    /// The report's name of the class.
+    pub const fn name(self) -> &'static str {
+        match self {
+            KvmClass::Agree => "agree",
+            KvmClass::MaxPhyAddrModel => {
+                "not run: bit 40..MAXPHYADDR (reserved in QEMU's model only)"
+            }
+            KvmClass::NoGbPagesModel => "model: the host offers no 1 GiB pages (CPU: RSVD)",
+            KvmClass::Unexplained => "unexplained",
+        }
+    }
+}
+
+/// The same accesses on ptemu, KVM and QEMU.
+#[derive(Clone, Debug)]
+pub struct ThreeWay {
+    /// The host's MAXPHYADDR and KVM module.
+    pub host: String,
+    /// Trials per (QEMU-vs-ptemu class, KVM-vs-ptemu class).
+    pub table: BTreeMap<(Class, KvmClass), u64>,
+    /// The first [`MAX_KEPT`] trials where KVM and ptemu differ.
+    pub kvm_disagreements: Vec<(KvmClass, Trial)>,
 }
 
 /// The result of a run.
@@ -113,6 +159,10 @@ pub struct QemuCheckReport {
     pub error_code_offset: usize,
     /// What is not tested, and why.
     pub not_tested: Vec<String>,
+    /// The three-way table, when KVM was asked for and usable.
+    pub three_way: Option<ThreeWay>,
+    /// Why KVM was not used, when it was asked for.
+    pub kvm_unavailable: Option<String>,
 }
 
 /// What the generator may use on Unicorn's default x86-64 CPU model
@@ -156,8 +206,8 @@ fn pa(a: u64) -> Result<PhysAddr, UnicornError> {
 impl Harness {
     fn new() -> Result<Self, UnicornError> {
         let mem = PhysMemory::new(MEM_SIZE).map_err(|e| UnicornError::Walk(e.to_string()))?;
-        let mut uc =
-            Unicorn::new_with_data(Arch::X86, Mode::MODE_64, Stop::default()).map_err(uerr("uc_open"))?;
+        let mut uc = Unicorn::new_with_data(Arch::X86, Mode::MODE_64, Stop::default())
+            .map_err(uerr("uc_open"))?;
         uc.ctl_set_tlb_type(TlbType::CPU).map_err(uerr("TLB type CPU"))?;
         map_check_memory(&mut uc, &mem)?;
         uc.add_intr_hook(|uc: &mut Unicorn<'_, Stop>, intno: u32| {
@@ -201,7 +251,11 @@ impl Harness {
     /// Runs `plan` on QEMU: writes its path, sets the CPU state, runs the
     /// routine. Returns (vector it stopped with, RAX, CR2, error code at
     /// the calibrated offset).
-    fn run(&mut self, plan: &Plan, marker: u64) -> Result<(Option<u32>, u64, u64, u32), UnicornError> {
+    fn run(
+        &mut self,
+        plan: &Plan,
+        marker: u64,
+    ) -> Result<(Option<u32>, u64, u64, u32), UnicornError> {
         let mut m = &self.mem;
         for (_, at, v) in &plan.path {
             m.write_u64(pa(*at)?, *v)?;
@@ -365,7 +419,34 @@ fn write_msr(uc: &mut Unicorn<'static, Stop>, rid: u32, value: u64) -> Result<()
 pub fn run(opts: &QemuCheckOptions) -> Result<QemuCheckReport, UnicornError> {
     let mut h = Harness::new()?;
     h.err_off = h.calibrate()?;
-    let features = qemu_features();
+    let mut features = qemu_features();
+    let (mut hw, kvm_unavailable) = if opts.kvm {
+        match kvm::check::HwSide::new() {
+            Ok(h) => (Some(h), None),
+            Err(e) => (None, Some(e.to_string())),
+        }
+    } else {
+        (None, None)
+    };
+    let mut three_way = None;
+    if let Some(h) = &hw {
+        // Paths the host's harness can run too: its PVM hole and vendor.
+        let f = h.features();
+        features.vendor = f.vendor.clone();
+        features.kvm_module = f.kvm_module.clone();
+        three_way = Some(ThreeWay {
+            host: format!(
+                "{} MAXPHYADDR {}, {}",
+                f.vendor,
+                f.maxphyaddr,
+                f.kvm_module.as_deref().unwrap_or("kvm")
+            ),
+            table: BTreeMap::new(),
+            kvm_disagreements: Vec::new(),
+        });
+    }
+    let host_maxphy = hw.as_ref().map_or(40, |h| h.features().maxphyaddr);
+    let host_gb = hw.as_ref().is_none_or(|h| h.features().gbpages);
     let mut generator = Generator::new(opts.seed, features.clone());
     let pool = table_pool();
     let mut filled = BTreeSet::new();
@@ -378,6 +459,8 @@ pub fn run(opts: &QemuCheckOptions) -> Result<QemuCheckReport, UnicornError> {
         coverage: Coverage::default(),
         features,
         error_code_offset: h.err_off,
+        three_way: None,
+        kvm_unavailable,
         not_tested: vec![
             "SMEP, SMAP, protection keys: Unicorn's default CPU model (qemu64) has none".into(),
             "global pages and PCIDs (CR4.PGE/PCIDE off: every access walks)".into(),
@@ -390,6 +473,23 @@ pub fn run(opts: &QemuCheckOptions) -> Result<QemuCheckReport, UnicornError> {
         kvm::check::count(&mut report.coverage, &plan, &trial);
         let class = classify(&trial);
         *report.classes.entry(class).or_default() += 1;
+        if let (Some(h), Some(tw)) = (hw.as_mut(), three_way.as_mut()) {
+            let kc = if model_bits(&plan, host_maxphy) {
+                // Not run on KVM: on the host such an entry names
+                // guest-physical memory beyond RAM (KVM stops with an
+                // internal error), where QEMU and ptemu see a reserved bit.
+                KvmClass::MaxPhyAddrModel
+            } else {
+                let kt =
+                    h.trial(&plan, index).map_err(|e| UnicornError::Kernel(format!("KVM: {e}")))?;
+                let kc = classify_kvm(&plan, &kt, host_gb);
+                if kc != KvmClass::Agree && tw.kvm_disagreements.len() < MAX_KEPT {
+                    tw.kvm_disagreements.push((kc, kt));
+                }
+                kc
+            };
+            *tw.table.entry((class, kc)).or_default() += 1;
+        }
         report.total += 1;
         if class == Class::Agree {
             report.agreed += 1;
@@ -397,7 +497,30 @@ pub fn run(opts: &QemuCheckOptions) -> Result<QemuCheckReport, UnicornError> {
             report.disagreements.push((class, trial));
         }
     }
+    report.three_way = three_way;
     Ok(report)
+}
+
+/// KVM against ptemu: agreement; on a host without 1 GiB pages, a path
+/// through a present PS PDPTE where the CPU reports a reserved-bit fault;
+/// or unexplained.
+pub fn classify_kvm(plan: &Plan, t: &Trial, host_gb: bool) -> KvmClass {
+    if t.agrees() {
+        return KvmClass::Agree;
+    }
+    let gb_leaf =
+        plan.path.iter().any(|(l, _, v)| *l == Level::Pdpt && v & 1 != 0 && v & (1 << 7) != 0);
+    let cpu_rsvd = matches!(t.hw, Outcome::PageFault { error_code, .. } if error_code & 0x8 != 0);
+    if !host_gb && gb_leaf && cpu_rsvd { KvmClass::NoGbPagesModel } else { KvmClass::Unexplained }
+}
+
+/// Whether a present entry of the plan has a bit in [40, host
+/// MAXPHYADDR): reserved for QEMU's model and ptemu's, an address bit for
+/// the host.
+pub fn model_bits(plan: &Plan, host_maxphy: u8) -> bool {
+    let (lo, hi) = (40u32, u32::from(host_maxphy).max(40));
+    let mask = if hi > lo { ((1u64 << hi) - 1) & !((1u64 << lo) - 1) } else { 0 };
+    plan.path.iter().any(|(_, _, v)| v & 1 != 0 && v & mask != 0)
 }
 
 fn fill_page(mem: &PhysMemory, filled: &mut BTreeSet<u64>, a: u64) -> Result<(), UnicornError> {
@@ -496,7 +619,11 @@ pub fn classify(t: &Trial) -> Class {
         is_1g_leaf
     });
     if t.ptemu == t.hw && faulted && ok {
-        if leaf_1g { Class::QemuAccessedOn1GLeafBeforeFault } else { Class::QemuAccessedBeforeFault }
+        if leaf_1g {
+            Class::QemuAccessedOn1GLeafBeforeFault
+        } else {
+            Class::QemuAccessedBeforeFault
+        }
     } else {
         Class::Unexplained
     }

@@ -39,6 +39,9 @@ struct CheckArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Do not also run the accesses on the CPU through KVM.
+    #[arg(long)]
+    no_kvm: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -143,15 +146,22 @@ fn run(a: RunArgs) -> ExitCode {
 }
 
 fn check(a: CheckArgs) -> ExitCode {
-    use ptemu_unicorn::check::{self, Class, QemuCheckOptions};
-    let r = match check::run(&QemuCheckOptions { seed: a.seed, accesses: a.accesses }) {
+    use ptemu_unicorn::check::{self, Class, KvmClass as Class3, QemuCheckOptions};
+    let r = match check::run(&QemuCheckOptions {
+        seed: a.seed,
+        accesses: a.accesses,
+        kvm: !a.no_kvm,
+    }) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ptemu-unicorn check: {e}");
             return ExitCode::from(2);
         }
     };
-    let unexplained = r.classes.get(&Class::Unexplained).copied().unwrap_or(0);
+    let unexplained = r.classes.get(&Class::Unexplained).copied().unwrap_or(0)
+        + r.three_way.as_ref().map_or(0, |tw| {
+            tw.table.iter().filter(|((_, k), _)| *k == Class3::Unexplained).map(|(_, n)| n).sum()
+        });
     if a.json {
         let classes: serde_json::Map<String, serde_json::Value> =
             r.classes.iter().map(|(c, n)| (c.name().to_string(), (*n).into())).collect();
@@ -186,6 +196,13 @@ fn check(a: CheckArgs) -> ExitCode {
             "coverage": r.coverage.counts,
             "not_tested": r.not_tested,
             "disagreements": dis,
+            "kvm_unavailable": r.kvm_unavailable,
+            "three_way": r.three_way.as_ref().map(|tw| serde_json::json!({
+                "host": tw.host,
+                "table": tw.table.iter().map(|((q, k), n)| serde_json::json!({
+                    "qemu_vs_ptemu": q.name(), "kvm_vs_ptemu": k.name(), "accesses": n,
+                })).collect::<Vec<_>>(),
+            })),
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
@@ -193,12 +210,31 @@ fn check(a: CheckArgs) -> ExitCode {
             println!("[{}]", c.name());
             println!("{}", t.to_string().replace("  cpu:", "  qemu:").replace(" cpu ", " qemu "));
         }
-        println!("seed {}; QEMU's #PF error code read at context offset {}", r.seed, r.error_code_offset);
+        println!(
+            "seed {}; QEMU's #PF error code read at context offset {}",
+            r.seed, r.error_code_offset
+        );
         for (k, n) in &r.coverage.counts {
             println!("  {n:>8}  {}", k.replace("CPU", "QEMU"));
         }
         for n in &r.not_tested {
             println!("  not tested: {n}");
+        }
+        if let Some(tw) = &r.three_way {
+            for (c, t) in tw.kvm_disagreements.iter().filter(|(c, _)| *c == Class3::Unexplained) {
+                println!("[kvm: {}]", c.name());
+                println!("{t}");
+            }
+            println!(
+                "three-way: the same {} accesses on ptemu, KVM ({}) and QEMU:",
+                r.total, tw.host
+            );
+            println!("  {:>8}  {:<78}  {}", "accesses", "QEMU vs ptemu", "KVM vs ptemu");
+            for ((q, k), n) in &tw.table {
+                println!("  {n:>8}  {:<78}  {}", q.name(), k.name());
+            }
+        } else if let Some(why) = &r.kvm_unavailable {
+            println!("three-way: KVM not usable ({why}); ptemu and QEMU only");
         }
         for (c, n) in &r.classes {
             println!("class {}: {n}", c.name());
