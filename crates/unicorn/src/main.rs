@@ -229,7 +229,7 @@ fn check(a: CheckArgs) -> ExitCode {
                 "three-way: the same {} accesses on ptemu, KVM ({}) and QEMU:",
                 r.total, tw.host
             );
-            println!("  {:>8}  {:<78}  {}", "accesses", "QEMU vs ptemu", "KVM vs ptemu");
+            println!("  {:>8}  {:<78}  KVM vs ptemu", "accesses", "QEMU vs ptemu");
             for ((q, k), n) in &tw.table {
                 println!("  {n:>8}  {:<78}  {}", q.name(), k.name());
             }
