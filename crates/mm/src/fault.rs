@@ -217,16 +217,18 @@ impl Machine {
 
     /// The VMAs `find_mergeable_anon_vma` looks at: the one right after
     /// `vma`, then the one right before, when they touch it (anon_vma_compatible
-    /// ignores the R/W/X bits, and rmap checks the page offsets line up).
+    /// ignores the R/W/X bits but not VM_ACCOUNT, and rmap checks the page
+    /// offsets line up).
     fn mergeable_neighbours(&self, vma: &Vma) -> Result<Neighbours, MmError> {
         let mut near = Neighbours { ids: [vma.id; 2], len: 0 };
         let Some(&pid) = self.vma_owner.get(&vma.id) else { return Ok(near) };
         let p = self.proc_lazy(pid)?;
-        if let Some(next) = p.vmas.get(&vma.end) {
+        // VM_ACCOUNT is one of the flags anon_vma_compatible compares.
+        if let Some(next) = p.vmas.get(&vma.end).filter(|n| n.account == vma.account) {
             near.push(next.id);
         }
         if let Some((_, prev)) = p.vmas.range(..vma.start).next_back() {
-            if prev.end == vma.start {
+            if prev.end == vma.start && prev.account == vma.account {
                 near.push(prev.id);
             }
         }

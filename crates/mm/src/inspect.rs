@@ -361,13 +361,25 @@ impl Machine {
             let _ = writeln!(s, "process {pid}: cr3 {:#x}", p.pml4.addr().as_u64());
             for v in p.vmas.values() {
                 let chain = self.vma_chain(pid, v.start)?;
+                // The perms column as /proc/PID/maps prints it, and
+                // VM_ACCOUNT, which maps does not show but merging compares.
+                let perms = crate::maps::MapsEntry {
+                    start: v.start,
+                    end: v.end,
+                    prot: v.prot,
+                    shared: false,
+                    offset: 0,
+                    dev: (0, 0),
+                    inode: 0,
+                }
+                .perms();
                 let _ = writeln!(
                     s,
-                    "  vma {:#x}-{:#x} {} pgoff {:#x} chain [{}]",
+                    "  vma {:#x}-{:#x} {perms} pgoff {:#x}{} chain [{}]",
                     v.start,
                     v.end,
-                    v.prot,
                     v.pgoff,
+                    if v.account { " account" } else { "" },
                     chain.join(" ")
                 );
             }

@@ -37,9 +37,10 @@
 //! | first mapping's anon_vma | rmap's era switch ([`rmap::FirstMapAnonVma`]) | | |
 //! | mprotect(PROT_NONE) | `pte_modify`: pfn \| A \| D \| PROTNONE (0x160) | same | pfn stored inverted (L1TF) |
 //! | mprotect back to rw | read-only until the next write fault | same | exclusive anon pages made writable at once |
+//! | VMA merge ([`vma_merge`]) | equal flags, anon_vmas: one side none or both the same | same | as 2.6.x, but a fork child's VMA (chain > 1) never joins one without anon_vma; mprotect to read-only drops VM_ACCOUNT before the first fault |
 //!
 //! What it does not do: file mappings, shared anonymous mappings, huge
-//! pages, VMA merging, swap readahead, NUMA hinting, KSM, mlock.
+//! pages, swap readahead, NUMA hinting, KSM, mlock.
 #![forbid(unsafe_code)]
 
 pub mod check;
@@ -62,6 +63,7 @@ mod table;
 pub mod tlb;
 mod unmap;
 pub mod views;
+pub mod vma_merge;
 
 pub use check::{InvariantKind, Subject, Violation};
 pub use config::MachineConfig;

@@ -377,6 +377,9 @@ impl Machine {
     ///   end past it; only then is an unaligned address EINVAL;
     /// - EEXIST when any page of the range is mapped already.
     ///
+    /// A new mapping next to a compatible VMA extends it instead
+    /// (`vma_merge_new_range`, see [`crate::vma_merge`]).
+    ///
     /// Addresses below `vm.mmap_min_addr` are allowed: ptemu's processes
     /// run as root, which has CAP_SYS_RAWIO (measured on the host: mmap at
     /// 0 succeeds as root). MAP_FIXED_NOREPLACE is 4.17's; in the 2.6.x
@@ -409,11 +412,16 @@ impl Machine {
         if p.vmas.range(..end).next_back().is_some_and(|(_, v)| v.end > addr) {
             return Ok(Outcome::Done(Err(Errno::EEXIST)));
         }
+        // mmap_region: a private writable mapping is accounted (VM_ACCOUNT).
+        let account = prot.writable();
+        if let Some(o) = self.merge_new_range(pid, addr, end, prot, account)? {
+            return Ok(o.map(Ok));
+        }
         let id = self.new_vma_id();
         let pgoff = addr >> 12;
         self.rmap.vma_register(id, VmaRange::new(addr, pgoff, len >> 12)?)?;
         self.vma_owner.insert(id, pid);
-        self.proc_mut(pid)?.vmas.insert(addr, Vma { start: addr, end, prot, pgoff, id });
+        self.proc_mut(pid)?.vmas.insert(addr, Vma { start: addr, end, prot, pgoff, id, account });
         Ok(Outcome::Done(Ok(())))
     }
 
@@ -432,6 +440,7 @@ impl Machine {
             prot: vma.prot,
             pgoff: vma.pgoff + ((at - vma.start) >> 12),
             id: new_id,
+            account: vma.account,
         };
         self.rmap.vma_dup(new_id, vma.id)?;
         self.rmap.vma_set_range(new_id, VmaRange::new(upper.start, upper.pgoff, upper.pages())?)?;

@@ -77,23 +77,43 @@ impl Machine {
         end: u64,
         prot: Prot,
     ) -> Result<Outcome<SysResult>, MmError> {
-        if vma.prot == prot {
+        // VM_ACCOUNT: charged when the mapping becomes writable; in 6.x
+        // dropped again when it stops being writable before it ever had an
+        // anon_vma (nothing was charged that a page uses).
+        let account = if prot.writable() {
+            true
+        } else if vma.account
+            && self.sem.mprotect_unaccounts_unfaulted
+            && self.rmap.vma(vma.id)?.anon_vma.is_none()
+        {
+            false
+        } else {
+            vma.account
+        };
+        if vma.prot == prot && vma.account == account {
             return Ok(Outcome::Done(Ok(())));
         }
-        for at in [start, end] {
-            match self.split_vma_checked(pid, at)? {
-                Outcome::Done(Ok(())) => {}
-                other => return Ok(other),
+        // vma_modify_flags: merge with a neighbour if Linux would, else
+        // split at the bounds and change the middle.
+        match self.merge_existing_range(pid, vma, start, end, prot, account)? {
+            Some(Outcome::Done(())) => {}
+            Some(other) => return Ok(other.map(Ok)),
+            None => {
+                for at in [start, end] {
+                    match self.split_vma_checked(pid, at)? {
+                        Outcome::Done(Ok(())) => {}
+                        other => return Ok(other),
+                    }
+                }
+                let p = self.proc_mut(pid)?;
+                let v = p.vmas.get_mut(&start).ok_or_else(|| {
+                    MmError::bug("mprotect_fixup", format!("no VMA at {start:#x} after the split"))
+                })?;
+                v.prot = prot;
+                v.account = account;
             }
         }
-        let pml4 = {
-            let p = self.proc_mut(pid)?;
-            let v = p.vmas.get_mut(&start).ok_or_else(|| {
-                MmError::bug("mprotect_fixup", format!("no VMA at {start:#x} after the split"))
-            })?;
-            v.prot = prot;
-            p.pml4
-        };
+        let pml4 = self.proc(pid)?.pml4;
         if self.change_protection(pml4, start, end, prot)? {
             // flush_tlb_range after change_protection changed entries.
             self.flush_tlb_range(pid, start, end);

@@ -32,6 +32,11 @@ pub struct Vma {
     pub pgoff: u64,
     /// rmap's name for this VMA.
     pub id: VmaId,
+    /// VM_ACCOUNT: the mapping is charged to the overcommit accounting
+    /// (set by mmap of a writable private mapping and by mprotect making
+    /// one writable). Part of vm_flags, so VMAs that differ in it never
+    /// merge, though /proc/PID/maps shows the same perms for both.
+    pub account: bool,
 }
 
 impl Vma {

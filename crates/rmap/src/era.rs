@@ -103,6 +103,17 @@ pub struct RmapSemantics {
     pub anon_exclusive: bool,
     /// Swap PTE layout written by the era (used by mm, not by rmap).
     pub swap_pte_format: SwapPteFormat,
+    /// VMA merging refuses an anon_vma-less VMA joining one that was
+    /// cloned from a parent at fork (its chain has more than one link), in
+    /// either direction (965f55dea0e3 "mmap: avoid merging cloned VMAs",
+    /// 3.0; today `vma_is_fork_child` in mm/vma.c). Before it, an
+    /// anon_vma-less VMA merged with any neighbour. Used by mm's vma_merge.
+    pub merge_refuses_fork_children: bool,
+    /// mprotect to a non-writable protection drops VM_ACCOUNT from an
+    /// anonymous VMA that has no anon_vma yet (6.x mprotect_fixup), so it
+    /// can merge again with a never-writable neighbour. Before, VM_ACCOUNT
+    /// once set stayed. Used by mm (vm_flags, not rmap).
+    pub mprotect_unaccounts_unfaulted: bool,
 }
 
 /// A named kernel era (semantics.md section 3).
@@ -153,6 +164,8 @@ impl Era {
             fork_reuse: ForkReuse::None,
             anon_exclusive: false,
             swap_pte_format: SwapPteFormat::Classic,
+            merge_refuses_fork_children: false,
+            mprotect_unaccounts_unfaulted: false,
         };
         match self {
             Era::V2_6_33 => RmapSemantics { avc: false, clone_order: CloneOrder::Preserved, ..rc3 },
@@ -176,6 +189,8 @@ impl Era {
                 fork_reuse: ForkReuse::NumChildrenActiveVmas,
                 anon_exclusive: true,
                 swap_pte_format: SwapPteFormat::L1tf,
+                merge_refuses_fork_children: true,
+                mprotect_unaccounts_unfaulted: true,
                 ..Era::V2_6_36.semantics()
             },
         }

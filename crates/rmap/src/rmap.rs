@@ -477,6 +477,24 @@ impl Rmap {
         Ok(())
     }
 
+    /// dup_anon_vma: when a VMA merge makes `dst` take over pages of `src`
+    /// (vma_expand, and vma_adjust's "importer" before it), `dst` without
+    /// an anon_vma takes `src`'s and links to every anon_vma `src` is
+    /// linked to. Nothing happens when `dst` has one or `src` has none.
+    pub fn dup_anon_vma(&mut self, dst: VmaId, src: VmaId) -> Result<(), RmapError> {
+        let src_av = self.vma(src)?.anon_vma;
+        if self.vma(dst)?.anon_vma.is_some() {
+            return Ok(());
+        }
+        let Some(h) = src_av else { return Ok(()) };
+        if !self.vma(dst)?.chain.is_empty() {
+            return Err(RmapError::ChainNotEmpty(dst));
+        }
+        self.lookup(h, "dup_anon_vma")?;
+        self.set_vma_anon_vma(dst, Some(h))?;
+        self.anon_vma_clone(dst, src)
+    }
+
     /// anon_vma_fork: at fork, link the child's copy of a VMA to the
     /// parent's anon_vmas and give it its own (or, with fork-time reuse, an
     /// adopted one). `child` is registered as a copy of `parent` if rmap
