@@ -91,7 +91,10 @@ impl<'a, M: GuestMemoryBackend + ?Sized> GuestPhys<'a, M> {
     /// Borrows `mem`. Its size for pgtable is one past its last address;
     /// the holes below that are errors when touched.
     pub fn new(mem: &'a M) -> Self {
-        let size = if mem.num_regions() == 0 { 0 } else { mem.last_addr().raw_value() + 1 };
+        // A region ending at the very top of the 64-bit space loses its
+        // last byte here rather than overflowing.
+        let size =
+            if mem.num_regions() == 0 { 0 } else { mem.last_addr().raw_value().saturating_add(1) };
         Self { mem, size }
     }
 
@@ -121,9 +124,11 @@ impl<'a, M: GuestMemoryBackend + ?Sized> GuestPhys<'a, M> {
         if len > 0 && !self.mem.check_range(a, len) {
             // Name the first byte that is not backed.
             let mut probe = pa.as_u64();
-            while self.mem.address_in_range(GuestAddress(probe)) {
-                let r = self.mem.find_region(GuestAddress(probe));
-                probe = r.map_or(probe + 1, |r| r.last_addr().raw_value() + 1);
+            while let Some(r) = self.mem.find_region(GuestAddress(probe)) {
+                match r.last_addr().raw_value().checked_add(1) {
+                    Some(next) => probe = next,
+                    None => break,
+                }
             }
             return Err(self.unreachable(PhysAddr::new_truncate(probe)));
         }
