@@ -466,13 +466,24 @@ pub struct Mmu {
     meta: Vec<Meta>,
     vfast: Vec<Fast>,
     vmeta: Vec<Meta>,
+    /// The page of each victim slot (`INVALID_TAG` when empty): the probe
+    /// reads one cache line per set.
+    vpage: Vec<u64>,
     vnext: Vec<u8>,
+    /// Per mode, the accesses (bit 0 read, 1 write, 2 fetch) an entry
+    /// allows, indexed by W | U<<1 | XD<<2 | D<<3, and those PKRU denies to
+    /// a user page, indexed by its key: fills derive comparators with two
+    /// loads instead of running the permission rules.
+    allow: [[u8; 16]; MODES],
+    pk_deny: [[u8; 16]; MODES],
     entries: usize,
     ctxs: Vec<Ctx>,
     cur_ctx: usize,
     clock: u64,
     mode: Mode,
     policy: Policy,
+    /// The walk's view of the registers in the current mode.
+    cpu: CpuState,
     /// Virtual range [lo, hi) covering every cached large-page entry.
     large_lo: u64,
     large_hi: u64,
@@ -507,20 +518,71 @@ impl Mmu {
             meta: vec![Meta::default(); sets * n],
             vfast: vec![EMPTY_FAST; sets * VICTIMS],
             vmeta: vec![Meta::default(); sets * VICTIMS],
+            vpage: vec![INVALID_TAG; sets * VICTIMS],
             vnext: vec![0; sets],
+            allow: [[0; 16]; MODES],
+            pk_deny: [[0; 16]; MODES],
             entries: n,
             ctxs,
             cur_ctx: 0,
             clock: 0,
             mode: Mode::Supervisor,
-            policy: policy_of(&regs),
+            cpu: CpuState::default(),
+            policy: Policy { wp: false, nxe: false, smep: false, pke: false, pkru: 0 },
             large_lo: u64::MAX,
             large_hi: 0,
             regs,
             config,
             #[cfg(feature = "fault-injection")]
             bug: Bug::None,
-        })
+        }
+        .with_policy())
+    }
+
+    fn with_policy(mut self) -> Self {
+        self.set_policy();
+        self
+    }
+
+    /// Recomputes the policy and the fill tables from the registers.
+    fn set_policy(&mut self) {
+        self.policy = policy_of(&self.regs);
+        let modes = [Mode::User, Mode::SupervisorSmap, Mode::Supervisor];
+        for (m, mode) in modes.into_iter().enumerate() {
+            for key in 0..16u8 {
+                let e = CachedEntry {
+                    writable: key & 1 != 0,
+                    user: key & 2 != 0,
+                    nx: key & 4 != 0,
+                    dirty: key & 8 != 0,
+                    ..CachedEntry::default()
+                };
+                let no_pk = Policy { pke: false, ..self.policy };
+                let mut bits = 0u8;
+                for (k, access) in
+                    [Access::Read, Access::Write, Access::Fetch].into_iter().enumerate()
+                {
+                    let allow = match decide(&e, mode, access, &no_pk) {
+                        Decision::Allow => true,
+                        #[cfg(feature = "fault-injection")]
+                        Decision::NeedsDirty => self.bug == Bug::WriteOnCleanPage,
+                        _ => false,
+                    };
+                    bits |= u8::from(allow) << k;
+                }
+                self.allow[m][usize::from(key)] = bits;
+                // What PKRU takes away from a user page with key `key`.
+                let p = &self.policy;
+                let kk = u32::from(key);
+                let ad = (p.pkru >> (2 * kk)) & 1 != 0;
+                let wd = (p.pkru >> (2 * kk + 1)) & 1 != 0;
+                let user = mode == Mode::User;
+                let deny_r = p.pke && ad;
+                let deny_w = p.pke && (ad || (wd && (user || p.wp)));
+                self.pk_deny[m][usize::from(key)] = u8::from(deny_r) | (u8::from(deny_w) << 1);
+            }
+        }
+        self.update_mode();
     }
 
     /// The configuration the MMU was built with.
@@ -553,6 +615,7 @@ impl Mmu {
     #[doc(hidden)]
     pub fn inject(&mut self, bug: Bug) {
         self.bug = bug;
+        self.set_policy();
         self.rederive_all();
     }
 
@@ -720,9 +783,7 @@ impl Mmu {
         let found = if self.meta[i].valid && self.meta[i].e.page == page {
             Some((false, i))
         } else {
-            (set * VICTIMS..(set + 1) * VICTIMS)
-                .find(|&j| self.vmeta[j].valid && self.vmeta[j].e.page == page)
-                .map(|j| (true, j))
+            self.probe_victims(set, page).map(|j| (true, j))
         };
         if let Some((victim, j)) = found {
             let e = if victim { self.vmeta[j].e } else { self.meta[j].e };
@@ -732,6 +793,8 @@ impl Mmu {
                         self.stats.victim_hits += 1;
                         core::mem::swap(&mut self.fast[i], &mut self.vfast[j]);
                         core::mem::swap(&mut self.meta[i], &mut self.vmeta[j]);
+                        self.vpage[j] =
+                            if self.vmeta[j].valid { self.vmeta[j].e.page } else { INVALID_TAG };
                     } else {
                         self.stats.hits += 1;
                     }
@@ -745,11 +808,15 @@ impl Mmu {
             }
         }
         self.stats.misses += 1;
-        let cpu = self.cpu_state();
+        let cpu = self.cpu;
         let cr3 = PhysAddr::new_truncate(self.regs.cr3 & pgtable::entry::ADDR_MASK);
         match walk(mem, cr3, vaddr, access, &cpu) {
             Ok(t) => {
-                self.fill(va, &t);
+                let stale_victim = match found {
+                    Some((true, j)) => Some(j),
+                    _ => None,
+                };
+                self.fill(va, &t, stale_victim);
                 Ok(t.pa)
             }
             Err(pgtable::Fault::PageFault(pf)) => Err(self.page_fault(pf)),
@@ -778,6 +845,8 @@ impl Mmu {
     }
 
     fn cpu_state(&self) -> CpuState {
+        // Kept in `self.cpu` by `update_mode`, which every register change
+        // ends with.
         let r = &self.regs;
         CpuState {
             wp: r.cr0 & CR0_WP != 0,
@@ -796,23 +865,24 @@ impl Mmu {
         ctx * MODES + mode as usize
     }
 
+    #[inline]
     fn derive(&self, e: &CachedEntry, mode: Mode) -> Fast {
-        let mut f = Fast { tag: [INVALID_TAG; 3], addend: e.frame.wrapping_sub(e.page) };
-        for (k, access) in [Access::Read, Access::Write, Access::Fetch].into_iter().enumerate() {
-            let allow = match decide(e, mode, access, &self.policy) {
-                Decision::Allow => true,
-                #[cfg(feature = "fault-injection")]
-                Decision::NeedsDirty => self.bug == Bug::WriteOnCleanPage,
-                _ => false,
-            };
-            if allow {
-                f.tag[k] = e.page;
-            }
+        let key = usize::from(e.writable)
+            | usize::from(e.user) << 1
+            | usize::from(e.nx) << 2
+            | usize::from(e.dirty) << 3;
+        let m = mode as usize;
+        let mut bits = self.allow[m][key];
+        if e.user {
+            bits &= !self.pk_deny[m][usize::from(e.pkey & 15)];
         }
-        f
+        let tag = |k: u32| if bits >> k & 1 != 0 { e.page } else { INVALID_TAG };
+        Fast { tag: [tag(0), tag(1), tag(2)], addend: e.frame.wrapping_sub(e.page) }
     }
 
-    fn fill(&mut self, va: u64, t: &pgtable::Translation) {
+    /// Installs the walk's translation in the main slot; `stale_victim` is
+    /// the victim slot that held an older entry for the page, if any.
+    fn fill(&mut self, va: u64, t: &pgtable::Translation, stale_victim: Option<usize>) {
         let page = va & PAGE_MASK;
         let size_mask = t.page_size.bytes() - 1;
         let leaf = t.leaf_entry;
@@ -829,20 +899,18 @@ impl Mmu {
         };
         let mode = self.mode;
         let set = self.set(self.cur_ctx, mode);
-        // One entry per page and set: drop an older copy in the victims.
-        for j in set * VICTIMS..(set + 1) * VICTIMS {
-            if self.vmeta[j].valid && self.vmeta[j].e.page == page {
-                self.vmeta[j].valid = false;
-                self.vfast[j] = EMPTY_FAST;
-            }
+        // One entry per page and set: drop the older copy in the victims.
+        if let Some(j) = stale_victim {
+            self.drop_victim(j);
         }
         let i = set * self.entries + ((va >> 12) as usize & self.mask);
         if self.meta[i].valid && self.meta[i].e.page != page {
-            let k = self.vnext[set] as usize;
+            let k = usize::from(self.vnext[set]);
             self.vnext[set] = ((k + 1) % VICTIMS) as u8;
             let j = set * VICTIMS + k;
             self.vmeta[j] = self.meta[i];
             self.vfast[j] = self.fast[i];
+            self.vpage[j] = self.meta[i].e.page;
         }
         self.fast[i] = self.derive(&e, mode);
         self.meta[i] = Meta { valid: true, e };
@@ -884,6 +952,7 @@ impl Mmu {
             Mode::Supervisor
         };
         self.base = self.set(self.cur_ctx, self.mode) * self.entries;
+        self.cpu = self.cpu_state();
     }
 
     // ----- invalidation primitives ------------------------------------
@@ -896,6 +965,14 @@ impl Mmu {
     fn drop_victim(&mut self, j: usize) {
         self.vfast[j] = EMPTY_FAST;
         self.vmeta[j].valid = false;
+        self.vpage[j] = INVALID_TAG;
+    }
+
+    /// The victim slot of `set` holding `page`, if any.
+    #[inline]
+    fn probe_victims(&self, set: usize, page: u64) -> Option<usize> {
+        let base = set * VICTIMS;
+        self.vpage[base..base + VICTIMS].iter().position(|&p| p == page).map(|k| base + k)
     }
 
     /// Drops the entries covering `va` that `scope` names.
@@ -972,6 +1049,7 @@ impl Mmu {
             self.meta.fill(Meta::default());
             self.vfast.fill(EMPTY_FAST);
             self.vmeta.fill(Meta::default());
+            self.vpage.fill(INVALID_TAG);
             self.large_lo = u64::MAX;
             self.large_hi = 0;
         }
@@ -1036,7 +1114,7 @@ impl Mmu {
         }
         self.ctxs[0] = Ctx { pcid: 0, live: true, stamp: 0 };
         self.cur_ctx = 0;
-        self.policy = policy_of(&self.regs);
+        self.set_policy();
         self.switch_pcid(self.regs.pcid());
         Ok(())
     }
@@ -1141,7 +1219,7 @@ impl Mmu {
             return Err(bad("CR4.PAE cleared in IA-32e mode"));
         }
         self.regs.cr4 = value;
-        self.policy = policy_of(&self.regs);
+        self.set_policy();
         let pcide_cleared = changed & CR4_PCIDE != 0 && value & CR4_PCIDE == 0;
         if changed & CR4_PGE != 0 || pcide_cleared {
             self.stats.flushes.cr4 += 1;
@@ -1189,7 +1267,7 @@ impl Mmu {
         if turning_off {
             self.regs.efer &= !EFER_LMA;
         }
-        self.policy = policy_of(&self.regs);
+        self.set_policy();
         if (old ^ value) & (CR0_PG | CR0_WP | CR0_PE) != 0 {
             self.stats.flushes.cr0 += 1;
             self.flush_every_ctx(false);
@@ -1206,7 +1284,7 @@ impl Mmu {
             return Err(bad("EFER.LME changed with paging on"));
         }
         self.regs.efer = (value & !EFER_LMA) | (old & EFER_LMA);
-        self.policy = policy_of(&self.regs);
+        self.set_policy();
         if (old ^ value) & EFER_NXE != 0 {
             self.stats.flushes.efer += 1;
             self.flush_every_ctx(false);
@@ -1219,7 +1297,7 @@ impl Mmu {
     pub fn write_pkru(&mut self, value: u32) {
         let changed = self.regs.pkru != value;
         self.regs.pkru = value;
-        self.policy = policy_of(&self.regs);
+        self.set_policy();
         if changed && self.regs.cr4 & CR4_PKE != 0 {
             self.stats.flushes.rederive += 1;
             self.rederive_all();
@@ -1247,9 +1325,7 @@ impl Mmu {
         if self.meta[i].valid && self.meta[i].e.page == page {
             return Some(self.meta[i].e);
         }
-        (set * VICTIMS..(set + 1) * VICTIMS)
-            .find(|&j| self.vmeta[j].valid && self.vmeta[j].e.page == page)
-            .map(|j| self.vmeta[j].e)
+        self.probe_victims(set, page).map(|j| self.vmeta[j].e)
     }
 
     /// Number of valid entries over every table and victim cache.
