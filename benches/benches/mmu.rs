@@ -1,0 +1,98 @@
+//! The MMU's TLB (crates/mmu) against the CPU's, in one run with today's
+//! translate contenders.
+//!
+//! - `hit_4k/ptemu`: `Mmu::translate` (user read) of random addresses over
+//!   a working set of [`HIT_PAGES`] consecutive 4 KiB pages, which fits
+//!   the TLB (no two pages share a slot), after one warm-up pass: every
+//!   translation is the hit path.
+//! - `hit_4k/hardware`: a KVM guest in ring 3 loading from the same
+//!   addresses through the same tables: the CPU's own TLB hit (the working
+//!   set fits its L1 dTLB).
+//! - `miss_4k/ptemu`: `Mmu::translate` of random addresses over the whole
+//!   1 GiB (262144 pages, far beyond the TLB's 256 slots): nearly every
+//!   translation misses, probes the victim cache, walks (pgtable's
+//!   `translate`) and fills.
+//! - `translate_4k_random/{ptemu,ptemu_walk,x86_64,hardware}`: as in the
+//!   `translate` bench, over the same random addresses as `miss_4k`.
+#![allow(missing_docs)]
+
+mod common;
+
+use common::{contenders, hardware, tables};
+use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use mmu::{Access, Config, Mmu, Regs};
+use pgtable::{PageSize, VirtAddr};
+use ptemu_benches::{BENCH_VA, random_addresses};
+
+/// Addresses per stream: 2^20.
+const ADDRS: usize = 1 << 20;
+/// Pages of the TLB-resident working set.
+const HIT_PAGES: u64 = 32;
+
+fn mmu_over(root: u64) -> Mmu {
+    let mut mmu = Mmu::new(Config::default()).expect("config");
+    mmu.set_regs(Regs::long_mode(root)).expect("regs");
+    mmu.set_cpl(3);
+    mmu
+}
+
+fn bench_mmu(c: &mut Criterion) {
+    let random = random_addresses(ADDRS, 0x7a1b_2c3d);
+    let hit: Vec<VirtAddr> = random_addresses(ADDRS, 0x5eed_0001)
+        .iter()
+        .map(|v| VirtAddr::new_truncate(BENCH_VA + (v.as_u64() - BENCH_VA) % (HIT_PAGES << 12)))
+        .collect();
+    let mut t = tables(PageSize::Size4K);
+    let mask = ADDRS - 1;
+
+    {
+        let mut g = c.benchmark_group("hit_4k");
+        let mut mmu = mmu_over(t.root.as_u64());
+        let mem = &mut t.mem;
+        for va in &hit {
+            mmu.translate(mem, va.as_u64(), Access::Read).expect("warm-up translation");
+        }
+        let addrs: Vec<u64> = hit.iter().map(|v| v.as_u64()).collect();
+        let mut i = 0usize;
+        g.bench_function("ptemu", |b| {
+            b.iter(|| {
+                let va = addrs[i & mask];
+                i = i.wrapping_add(1);
+                black_box(mmu.translate(mem, va, Access::Read).ok())
+            })
+        });
+        let s = mmu.stats();
+        eprintln!("hit_4k/ptemu: {} hits, {} misses", s.hits, s.misses);
+        hardware(&mut g, &hit);
+        g.finish();
+    }
+    {
+        let mut g = c.benchmark_group("miss_4k");
+        let mut mmu = mmu_over(t.root.as_u64());
+        let mem = &mut t.mem;
+        let addrs: Vec<u64> = random.iter().map(|v| v.as_u64()).collect();
+        let mut i = 0usize;
+        g.bench_function("ptemu", |b| {
+            b.iter(|| {
+                let va = addrs[i & mask];
+                i = i.wrapping_add(1);
+                black_box(mmu.translate(mem, va, Access::Read).ok())
+            })
+        });
+        let s = mmu.stats();
+        eprintln!(
+            "miss_4k/ptemu: {} hits, {} victim hits, {} misses",
+            s.hits, s.victim_hits, s.misses
+        );
+        g.finish();
+    }
+    {
+        let mut g = c.benchmark_group("translate_4k_random");
+        contenders(&mut g, &mut t, &random);
+        hardware(&mut g, &random);
+        g.finish();
+    }
+}
+
+criterion_group!(mmu, bench_mmu);
+criterion_main!(mmu);
