@@ -318,10 +318,24 @@ struct Fast {
 
 const EMPTY_FAST: Fast = Fast { tag: [INVALID_TAG; 3], addend: 0 };
 
-#[derive(Clone, Copy, Debug, Default)]
+/// The cold half of a slot: the SDM's entry, empty when its page is
+/// `INVALID_TAG` (no page address is odd).
+#[derive(Clone, Copy, Debug)]
 struct Meta {
-    valid: bool,
     e: CachedEntry,
+}
+
+impl Default for Meta {
+    fn default() -> Self {
+        Self { e: CachedEntry { page: INVALID_TAG, ..CachedEntry::default() } }
+    }
+}
+
+impl Meta {
+    #[inline]
+    fn valid(&self) -> bool {
+        self.e.page != INVALID_TAG
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -484,6 +498,8 @@ pub struct Mmu {
     policy: Policy,
     /// The walk's view of the registers in the current mode.
     cpu: CpuState,
+    /// Reserved bits of every entry under MAXPHYADDR and EFER.NXE.
+    rsvd: u64,
     /// Virtual range [lo, hi) covering every cached large-page entry.
     large_lo: u64,
     large_hi: u64,
@@ -528,6 +544,7 @@ impl Mmu {
             clock: 0,
             mode: Mode::Supervisor,
             cpu: CpuState::default(),
+            rsvd: 0,
             policy: Policy { wp: false, nxe: false, smep: false, pke: false, pkru: 0 },
             large_lo: u64::MAX,
             large_hi: 0,
@@ -780,7 +797,7 @@ impl Mmu {
         let page = va & PAGE_MASK;
         let set = self.set(self.cur_ctx, self.mode);
         let i = set * self.entries + ((va >> 12) as usize & self.mask);
-        let found = if self.meta[i].valid && self.meta[i].e.page == page {
+        let found = if self.meta[i].e.page == page {
             Some((false, i))
         } else {
             self.probe_victims(set, page).map(|j| (true, j))
@@ -794,7 +811,7 @@ impl Mmu {
                         core::mem::swap(&mut self.fast[i], &mut self.vfast[j]);
                         core::mem::swap(&mut self.meta[i], &mut self.vmeta[j]);
                         self.vpage[j] =
-                            if self.vmeta[j].valid { self.vmeta[j].e.page } else { INVALID_TAG };
+                            if self.vmeta[j].valid() { self.vmeta[j].e.page } else { INVALID_TAG };
                     } else {
                         self.stats.hits += 1;
                     }
@@ -808,14 +825,25 @@ impl Mmu {
             }
         }
         self.stats.misses += 1;
+        let stale_victim = match found {
+            Some((true, j)) => Some(j),
+            _ => None,
+        };
+        // The common miss: every entry present, valid and already accessed
+        // (and dirty for a write), the access allowed. Nothing to write, so
+        // a read-only pass decides it; anything else is pgtable's walk.
+        if let Some(e) = self.quick_walk(mem, va) {
+            let bits = self.allow_bits(&e, self.mode);
+            if bits >> (access as u32) & 1 != 0 {
+                let pa = e.frame | (va & !PAGE_MASK);
+                self.install(e, bits, stale_victim);
+                return Ok(PhysAddr::new_truncate(pa));
+            }
+        }
         let cpu = self.cpu;
         let cr3 = PhysAddr::new_truncate(self.regs.cr3 & pgtable::entry::ADDR_MASK);
         match walk(mem, cr3, vaddr, access, &cpu) {
             Ok(t) => {
-                let stale_victim = match found {
-                    Some((true, j)) => Some(j),
-                    _ => None,
-                };
                 self.fill(va, &t, stale_victim);
                 Ok(t.pa)
             }
@@ -865,8 +893,10 @@ impl Mmu {
         ctx * MODES + mode as usize
     }
 
+    /// The accesses `e` allows in `mode` now (bit 0 read, 1 write with D
+    /// cached, 2 fetch): the same answer as [`decide`]'s `Allow`.
     #[inline]
-    fn derive(&self, e: &CachedEntry, mode: Mode) -> Fast {
+    fn allow_bits(&self, e: &CachedEntry, mode: Mode) -> u8 {
         let key = usize::from(e.writable)
             | usize::from(e.user) << 1
             | usize::from(e.nx) << 2
@@ -876,20 +906,28 @@ impl Mmu {
         if e.user {
             bits &= !self.pk_deny[m][usize::from(e.pkey & 15)];
         }
+        bits
+    }
+
+    #[inline]
+    fn fast_of(e: &CachedEntry, bits: u8) -> Fast {
         let tag = |k: u32| if bits >> k & 1 != 0 { e.page } else { INVALID_TAG };
         Fast { tag: [tag(0), tag(1), tag(2)], addend: e.frame.wrapping_sub(e.page) }
+    }
+
+    #[inline]
+    fn derive(&self, e: &CachedEntry, mode: Mode) -> Fast {
+        Self::fast_of(e, self.allow_bits(e, mode))
     }
 
     /// Installs the walk's translation in the main slot; `stale_victim` is
     /// the victim slot that held an older entry for the page, if any.
     fn fill(&mut self, va: u64, t: &pgtable::Translation, stale_victim: Option<usize>) {
-        let page = va & PAGE_MASK;
-        let size_mask = t.page_size.bytes() - 1;
         let leaf = t.leaf_entry;
         let e = CachedEntry {
-            page,
+            page: va & PAGE_MASK,
             frame: t.pa.as_u64() & PAGE_MASK,
-            size_mask,
+            size_mask: t.page_size.bytes() - 1,
             global: self.regs.cr4 & CR4_PGE != 0 && leaf & EntryFlags::GLOBAL.bits() != 0,
             writable: t.perms.writable,
             user: t.perms.user,
@@ -897,14 +935,70 @@ impl Mmu {
             dirty: leaf & EntryFlags::DIRTY.bits() != 0,
             pkey: pgtable::entry::pkey(leaf),
         };
-        let mode = self.mode;
-        let set = self.set(self.cur_ctx, mode);
+        let bits = self.allow_bits(&e, self.mode);
+        self.install(e, bits, stale_victim);
+    }
+
+    /// A read-only walk that succeeds only when the walk would write
+    /// nothing: every entry present, without reserved bits, with A set.
+    /// It returns the entry the TLB would cache; the caller still checks
+    /// the access (and D for a write) against it and otherwise leaves the
+    /// address to pgtable's walk, which produces faults and sets A/D.
+    #[inline]
+    fn quick_walk<M: pgtable::PhysMem + ?Sized>(&self, mem: &M, va: u64) -> Option<CachedEntry> {
+        use pgtable::Level;
+        use pgtable::entry::{ADDR_MASK, frame_mask, level_reserved_mask};
+        const P_A: u64 = EntryFlags::PRESENT.bits() | EntryFlags::ACCESSED.bits();
+        let mut table = self.regs.cr3 & ADDR_MASK;
+        let mut all = !0u64;
+        let mut any = 0u64;
+        for level in [Level::Pml4, Level::Pdpt, Level::Pd, Level::Pt] {
+            let shift = level.shift();
+            let at = table | (((va >> shift) & 511) << 3);
+            let raw = mem.read_u64(PhysAddr::new_truncate(at)).ok()?;
+            if raw & P_A != P_A || raw & (self.rsvd | level_reserved_mask(raw, level)) != 0 {
+                return None;
+            }
+            all &= raw;
+            any |= raw;
+            let leaf = match level {
+                Level::Pt => true,
+                Level::Pd | Level::Pdpt => raw & EntryFlags::PS.bits() != 0,
+                Level::Pml4 => false,
+            };
+            if leaf {
+                let size_mask = (1u64 << shift) - 1;
+                let frame = ((raw & frame_mask(raw, level)) | (va & size_mask)) & PAGE_MASK;
+                return Some(CachedEntry {
+                    page: va & PAGE_MASK,
+                    frame,
+                    size_mask,
+                    global: self.regs.cr4 & CR4_PGE != 0 && raw & EntryFlags::GLOBAL.bits() != 0,
+                    writable: all & EntryFlags::WRITABLE.bits() != 0,
+                    user: all & EntryFlags::USER.bits() != 0,
+                    nx: self.policy.nxe && any & EntryFlags::NX.bits() != 0,
+                    dirty: raw & EntryFlags::DIRTY.bits() != 0,
+                    pkey: pgtable::entry::pkey(raw),
+                });
+            }
+            table = raw & ADDR_MASK;
+        }
+        None
+    }
+
+    /// Puts `e` in the current set's slot for its page, moving the slot's
+    /// other entry to the victim cache.
+    #[inline]
+    fn install(&mut self, e: CachedEntry, bits: u8, stale_victim: Option<usize>) {
+        let page = e.page;
+        let size_mask = e.size_mask;
+        let set = self.set(self.cur_ctx, self.mode);
         // One entry per page and set: drop the older copy in the victims.
         if let Some(j) = stale_victim {
             self.drop_victim(j);
         }
-        let i = set * self.entries + ((va >> 12) as usize & self.mask);
-        if self.meta[i].valid && self.meta[i].e.page != page {
+        let i = self.base + ((page >> 12) as usize & self.mask);
+        if self.meta[i].valid() && self.meta[i].e.page != page {
             let k = usize::from(self.vnext[set]);
             self.vnext[set] = ((k + 1) % VICTIMS) as u8;
             let j = set * VICTIMS + k;
@@ -912,8 +1006,8 @@ impl Mmu {
             self.vfast[j] = self.fast[i];
             self.vpage[j] = self.meta[i].e.page;
         }
-        self.fast[i] = self.derive(&e, mode);
-        self.meta[i] = Meta { valid: true, e };
+        self.fast[i] = Self::fast_of(&e, bits);
+        self.meta[i] = Meta { e };
         if size_mask > PAGE_SIZE - 1 {
             let lo = page & !size_mask;
             self.large_lo = self.large_lo.min(lo);
@@ -929,12 +1023,12 @@ impl Mmu {
         for set in 0..self.ctxs.len() * MODES {
             let mode = modes[set % MODES];
             for i in set * self.entries..(set + 1) * self.entries {
-                if self.meta[i].valid {
+                if self.meta[i].valid() {
                     self.fast[i] = self.derive(&self.meta[i].e, mode);
                 }
             }
             for j in set * VICTIMS..(set + 1) * VICTIMS {
-                if self.vmeta[j].valid {
+                if self.vmeta[j].valid() {
                     self.vfast[j] = self.derive(&self.vmeta[j].e, mode);
                 }
             }
@@ -953,18 +1047,19 @@ impl Mmu {
         };
         self.base = self.set(self.cur_ctx, self.mode) * self.entries;
         self.cpu = self.cpu_state();
+        self.rsvd = pgtable::entry::cpu_reserved_mask(self.config.maxphyaddr, self.policy.nxe);
     }
 
     // ----- invalidation primitives ------------------------------------
 
     fn drop_main(&mut self, i: usize) {
         self.fast[i] = EMPTY_FAST;
-        self.meta[i].valid = false;
+        self.meta[i].e.page = INVALID_TAG;
     }
 
     fn drop_victim(&mut self, j: usize) {
         self.vfast[j] = EMPTY_FAST;
-        self.vmeta[j].valid = false;
+        self.vmeta[j].e.page = INVALID_TAG;
         self.vpage[j] = INVALID_TAG;
     }
 
@@ -1000,18 +1095,18 @@ impl Mmu {
             for mode in 0..MODES {
                 let set = c * MODES + mode;
                 let i = set * self.entries + slot;
-                if self.meta[i].valid && hit(&self.meta[i].e, self) {
+                if self.meta[i].valid() && hit(&self.meta[i].e, self) {
                     self.drop_main(i);
                 }
                 for j in set * VICTIMS..(set + 1) * VICTIMS {
-                    if self.vmeta[j].valid && hit(&self.vmeta[j].e, self) {
+                    if self.vmeta[j].valid() && hit(&self.vmeta[j].e, self) {
                         self.drop_victim(j);
                     }
                 }
                 if in_large {
                     for i in set * self.entries..(set + 1) * self.entries {
                         let m = &self.meta[i];
-                        if m.valid && m.e.size_mask > PAGE_SIZE - 1 && hit(&m.e, self) {
+                        if m.valid() && m.e.size_mask > PAGE_SIZE - 1 && hit(&m.e, self) {
                             self.drop_main(i);
                         }
                     }
@@ -1024,12 +1119,12 @@ impl Mmu {
     fn flush_ctx(&mut self, c: usize, keep_global: bool) {
         for set in c * MODES..(c + 1) * MODES {
             for i in set * self.entries..(set + 1) * self.entries {
-                if self.meta[i].valid && !(keep_global && self.meta[i].e.global) {
+                if self.meta[i].valid() && !(keep_global && self.meta[i].e.global) {
                     self.drop_main(i);
                 }
             }
             for j in set * VICTIMS..(set + 1) * VICTIMS {
-                if self.vmeta[j].valid && !(keep_global && self.vmeta[j].e.global) {
+                if self.vmeta[j].valid() && !(keep_global && self.vmeta[j].e.global) {
                     self.drop_victim(j);
                 }
             }
@@ -1322,7 +1417,7 @@ impl Mmu {
         let page = va & PAGE_MASK;
         let set = self.set(self.cur_ctx, self.mode);
         let i = set * self.entries + ((va >> 12) as usize & self.mask);
-        if self.meta[i].valid && self.meta[i].e.page == page {
+        if self.meta[i].e.page == page {
             return Some(self.meta[i].e);
         }
         self.probe_victims(set, page).map(|j| self.vmeta[j].e)
@@ -1330,7 +1425,8 @@ impl Mmu {
 
     /// Number of valid entries over every table and victim cache.
     pub fn occupancy(&self) -> usize {
-        self.meta.iter().filter(|m| m.valid).count() + self.vmeta.iter().filter(|m| m.valid).count()
+        self.meta.iter().filter(|m| m.valid()).count()
+            + self.vmeta.iter().filter(|m| m.valid()).count()
     }
 }
 
