@@ -90,6 +90,19 @@ fn first_write_to_clean_page_walks_and_sets_dirty() {
 }
 
 #[test]
+fn cleared_accessed_bit_is_not_set_again_until_invalidated() {
+    let mut f = fix(Config::default());
+    f.map(VA, 0x30, PageSize::Size4K, P | RW);
+    f.tr(VA, Access::Read).unwrap();
+    f.set_leaf(VA, |e| e & !0x20);
+    f.tr(VA + 8, Access::Read).unwrap();
+    assert_eq!(f.leaf(VA) & 0x20, 0, "a hit does not set A");
+    f.mmu.invpcid(Invpcid::AllNonGlobal).unwrap();
+    f.tr(VA + 8, Access::Read).unwrap();
+    assert_eq!(f.leaf(VA) & 0x20, 0x20, "the walk after the flush does");
+}
+
+#[test]
 fn raised_permission_gives_one_spurious_fault() {
     let mut f = fix(Config::default());
     f.map(VA, 0x30, PageSize::Size4K, P);

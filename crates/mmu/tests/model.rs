@@ -161,6 +161,14 @@ enum Op {
         off: u64,
         kind: u8,
     },
+    /// 1..=64 bytes starting `back` bytes before the end of the page (so
+    /// most cross into the next page).
+    Sized {
+        page: (usize, usize, usize, usize),
+        back: u64,
+        size: usize,
+        kind: u8,
+    },
     Edit {
         slot: usize,
         bits: Bits,
@@ -218,6 +226,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     prop_oneof![
         30 => (page_strategy(), 0..4096u64, 0..3u8)
             .prop_map(|(page, off, kind)| Op::Access { page, off, kind }),
+        8 => (page_strategy(), 1..72u64, 1..=64usize, 0..3u8)
+            .prop_map(|(page, back, size, kind)| Op::Sized { page, back, size, kind }),
         6 => (0..nslots, any::<u64>()).prop_map(|(slot, b)| Op::Edit { slot, bits: Bits(b) }),
         4 => (0..nslots, any::<u64>(), (0..3u8, 0..3u8))
             .prop_map(|(slot, b, kinds)| Op::EditInvlpg { slot, bits: Bits(b), kinds }),
@@ -329,8 +339,17 @@ fn apply(e: &Cached, va: u64, access: Access, r: &Regs) -> Option<Outcome> {
     Some(Outcome::Ok(e.frame + (va & e.size_mask)))
 }
 
+/// One outcome the SDM allows for a page's access.
+struct Cand {
+    outcome: Outcome,
+    mem: FrameMem,
+    fill: Option<Cached>,
+}
+
 #[derive(Default, Debug)]
 struct Tally {
+    sized: u64,
+    split: u64,
     strict: u64,
     relaxed: u64,
     stale_answers: u64,
@@ -388,6 +407,124 @@ impl World {
     fn drop_where(&mut self, kind: usize, f: impl Fn(&Cached) -> bool) {
         self.tally.invalidations[kind] += 1;
         self.cached.retain(|e| !f(e));
+    }
+
+    /// Every (outcome, memory after, entry filled) the SDM allows for one
+    /// page's access from memory `mem` with `cached` still held: the fresh
+    /// walk, and each cached translation covering `va` that can answer.
+    fn candidates(&self, mem: &FrameMem, cached: &[Cached], va: u64, access: Access) -> Vec<Cand> {
+        let mut fresh_mem = mem.clone();
+        let cr3 = pgtable::PhysAddr::new_truncate(self.regs.cr3 & 0x000f_ffff_ffff_f000);
+        let fresh = pgtable::translate(
+            &mut fresh_mem,
+            cr3,
+            pgtable::VirtAddr::new(va).unwrap(),
+            access,
+            &self.cpu(),
+        );
+        let pcid = self.pcid();
+        let (outcome, fill) = match &fresh {
+            Ok(t) => {
+                let size_mask = t.page_size.bytes() - 1;
+                let leaf = t.leaf_entry;
+                let e = Cached {
+                    region: va & !size_mask,
+                    size_mask,
+                    frame: t.pa.as_u64() & !size_mask,
+                    pcid,
+                    global: self.regs.cr4 & CR4_PGE != 0 && leaf & 0x100 != 0,
+                    writable: t.perms.writable,
+                    user: t.perms.user,
+                    nx: t.perms.nx,
+                    dirty: leaf & 0x40 != 0,
+                    pkey: ((leaf >> 59) & 0xf) as u8,
+                };
+                (Outcome::Ok(t.pa.as_u64()), Some(e))
+            }
+            Err(pgtable::Fault::PageFault(pf)) => {
+                (Outcome::Pf { code: pf.error_code.bits(), cr2: pf.addr.as_u64() }, None)
+            }
+            Err(_) => (Outcome::Other, None),
+        };
+        let mut v = vec![Cand { outcome, mem: fresh_mem, fill }];
+        for e in cached
+            .iter()
+            .filter(|e| (va & !e.size_mask) == e.region && (e.global || e.pcid == pcid))
+        {
+            if let Some(o) = apply(e, va, access, &self.regs) {
+                v.push(Cand { outcome: o, mem: mem.clone(), fill: None });
+            }
+        }
+        v
+    }
+
+    /// An access of `size` bytes through `translate_sized`, split at the
+    /// page boundary: the first page's candidates, then for each that
+    /// succeeded the second page's from the memory it left.
+    fn sized_access(&mut self, va: u64, size: usize, access: Access) -> Result<(), String> {
+        if self.regs.cr0 & CR0_PG == 0 {
+            return Ok(());
+        }
+        let before = self.mem.clone();
+        let got = match self.mmu.translate_sized(&mut self.mem, va, size, access) {
+            Ok(span) => Ok((span.first.as_u64(), span.second.map(|p| p.as_u64()))),
+            Err(Error::PageFault(pf)) => Err(Some((pf.error_code.bits(), pf.addr.as_u64()))),
+            Err(_) => Err(None),
+        };
+        let in_first = 4096 - (va & 0xfff);
+        let va2 = (size as u64 > in_first).then_some(va + in_first);
+        type Res = Result<(u64, Option<u64>), Option<(u32, u64)>>;
+        let mut all: Vec<(Res, FrameMem, Vec<Cached>)> = Vec::new();
+        for c1 in self.candidates(&before, &self.cached, va, access) {
+            match (c1.outcome, va2) {
+                (Outcome::Pf { code, cr2 }, _) => {
+                    all.push((Err(Some((code, cr2))), c1.mem, vec![]))
+                }
+                (Outcome::Other, _) => all.push((Err(None), c1.mem, vec![])),
+                (Outcome::Ok(pa1), None) => {
+                    all.push((Ok((pa1, None)), c1.mem, c1.fill.into_iter().collect()))
+                }
+                (Outcome::Ok(pa1), Some(v2)) => {
+                    let mut cached2 = self.cached.clone();
+                    cached2.extend(c1.fill);
+                    for c2 in self.candidates(&c1.mem, &cached2, v2, access) {
+                        let fills: Vec<Cached> = c1.fill.into_iter().chain(c2.fill).collect();
+                        let r = match c2.outcome {
+                            Outcome::Ok(pa2) => Ok((pa1, Some(pa2))),
+                            Outcome::Pf { code, cr2 } => Err(Some((code, cr2))),
+                            Outcome::Other => Err(None),
+                        };
+                        all.push((r, c2.mem, fills));
+                    }
+                }
+            }
+        }
+        let Some((_, _, fills)) =
+            all.iter().find(|(r, m, _)| *r == got && m.frames() == self.mem.frames())
+        else {
+            let outs: Vec<&Res> = all.iter().map(|(r, _, _)| r).collect();
+            return Err(format!(
+                "sized access {va:#x}+{size} {access:?} under {:?}: MMU gave {got:?}, allowed {outs:?}",
+                self.regs
+            ));
+        };
+        self.tally.sized += 1;
+        if va2.is_some() {
+            self.tally.split += 1;
+        }
+        let fills = fills.clone();
+        for e in fills {
+            if !self.cached.contains(&e) {
+                self.cached.push(e);
+            }
+        }
+        if let Err(Some((_, cr2))) = got {
+            let pcid = self.pcid();
+            self.drop_where(11, |e| {
+                (cr2 & !e.size_mask) == e.region && (e.global || e.pcid == pcid)
+            });
+        }
+        Ok(())
     }
 
     fn access(&mut self, va: u64, access: Access) -> Result<(), String> {
@@ -490,6 +627,9 @@ impl World {
         match *op {
             Op::Access { page: (a, b, c, d), off, kind } => {
                 self.access(va_of(a, b, c, d) + off, access_of(kind))?
+            }
+            Op::Sized { page: (a, b, c, d), back, size, kind } => {
+                self.sized_access(va_of(a, b, c, d) + 4096 - back, size, access_of(kind))?
             }
             Op::Edit { slot, bits } => {
                 let s = self.slots[slot];
@@ -675,6 +815,8 @@ fn case_strategy(steps: usize) -> impl Strategy<Value = Case> {
 static STRICT: AtomicU64 = AtomicU64::new(0);
 static RELAXED: AtomicU64 = AtomicU64::new(0);
 static STALE: AtomicU64 = AtomicU64::new(0);
+static SIZED: AtomicU64 = AtomicU64::new(0);
+static SPLIT: AtomicU64 = AtomicU64::new(0);
 static INVALIDATIONS: [AtomicU64; 12] = [const { AtomicU64::new(0) }; 12];
 
 fn run_case(case: &Case, bug: Bug) -> Result<(), TestCaseError> {
@@ -687,6 +829,8 @@ fn run_case(case: &Case, bug: Bug) -> Result<(), TestCaseError> {
         return Ok(());
     }
     STRICT.fetch_add(w.tally.strict, Ordering::Relaxed);
+    SIZED.fetch_add(w.tally.sized, Ordering::Relaxed);
+    SPLIT.fetch_add(w.tally.split, Ordering::Relaxed);
     RELAXED.fetch_add(w.tally.relaxed, Ordering::Relaxed);
     STALE.fetch_add(w.tally.stale_answers, Ordering::Relaxed);
     for (a, v) in INVALIDATIONS.iter().zip(w.tally.invalidations) {
@@ -698,7 +842,7 @@ fn run_case(case: &Case, bug: Bug) -> Result<(), TestCaseError> {
 const STEPS: usize = 200;
 
 fn cases() -> u32 {
-    std::env::var("PTEMU_MMU_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400)
+    std::env::var("PTEMU_MMU_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000)
 }
 
 fn runner(cases: u32, shrink: bool) -> TestRunner {
@@ -741,6 +885,12 @@ fn tlb_matches_the_sdm_model() {
         RELAXED.load(Ordering::Relaxed),
         STALE.load(Ordering::Relaxed)
     );
+    println!(
+        "  sized accesses (1..=64 bytes): {}, of which split across a page boundary: {}",
+        SIZED.load(Ordering::Relaxed),
+        SPLIT.load(Ordering::Relaxed)
+    );
+    assert!(SPLIT.load(Ordering::Relaxed) > 0);
     for (n, v) in names.iter().zip(inv) {
         if *n != "-" {
             println!("  {n}: {v}");
