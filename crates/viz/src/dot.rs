@@ -239,11 +239,9 @@ pub fn dot(s: &Snapshot, title: &str) -> String {
             let id = format!("entry:{}:{:#x}:{}", w.proc, st.table, st.index);
             let _ = writeln!(
                 o,
-                "    {} [label={}, shape=record, style=filled, fillcolor=\"#f8fafc\"];",
+                "    {} [label={}, fillcolor=\"#f8fafc\"];",
                 q(&id),
-                q(&format!("{} @ {:#x} | {}", level_name(st.level), st.table, entry_text(st))
-                    .replace('>', "\\>")
-                    .replace('<', "\\<"))
+                q(&format!("{} @ {:#x}\n{}", level_name(st.level), st.table, entry_text(st)))
             );
             if let Some(p) = prev {
                 let _ = writeln!(o, "    {} -> {};", q(&p), q(&id));

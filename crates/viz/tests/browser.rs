@@ -193,8 +193,12 @@ fn report_in_headless_chromium() {
             std::env::var_os("PTEMU_REQUIRE_BROWSER").is_none(),
             "PTEMU_REQUIRE_BROWSER is set but no chromium was found"
         );
-        println!("SKIPPED: no chromium found (install Debian's chromium or set PTEMU_CHROMIUM)");
-        eprintln!("SKIPPED: report_in_headless_chromium: no browser");
+        // Straight to stderr: the test harness captures print! and eprint!.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: report_in_headless_chromium: no chromium found (install Debian's chromium or set PTEMU_CHROMIUM)"
+        );
         return;
     };
     let root = root().canonicalize().expect("workspace root");

@@ -195,3 +195,55 @@ fn committed_readme_picture_is_current() {
         "the README shows the picture"
     );
 }
+
+/// The DOT output is what Graphviz reads: every step of the seed under
+/// every era, and a step of every fixture, through `dot -Tsvg`. Without
+/// Graphviz the test says it skipped; with PTEMU_REQUIRE_GRAPHVIZ=1 (as
+/// .ci/run sets) a missing `dot` fails it.
+#[test]
+fn dot_output_is_accepted_by_graphviz() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let have_dot =
+        Command::new("dot").arg("-V").stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    if !have_dot {
+        assert!(
+            std::env::var_os("PTEMU_REQUIRE_GRAPHVIZ").is_none(),
+            "PTEMU_REQUIRE_GRAPHVIZ is set but Graphviz's dot was not found"
+        );
+        // Straight to stderr: the test harness captures print! and eprint!.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: dot_output_is_accepted_by_graphviz: Graphviz's dot not found"
+        );
+        return;
+    }
+    let mut graphs = Vec::new();
+    let seed = fixture("seed-swapin.scn");
+    for e in &seed.setup.eras {
+        let (_, snaps) = viz::snapshots(&seed, &e.value);
+        for (i, s) in snaps.iter().enumerate() {
+            graphs.push((format!("seed [{}] step {i}", e.value), viz::dot(s, "seed")));
+        }
+    }
+    for s in fixtures() {
+        let era = &s.setup.eras[0].value;
+        let (_, snaps) = viz::snapshots(&s, era);
+        let mid = snaps.len() / 2;
+        graphs.push((format!("{} [{era}] step {mid}", s.file), viz::dot(&snaps[mid], &s.file)));
+    }
+    for (what, g) in graphs {
+        let mut child = Command::new("dot")
+            .arg("-Tsvg")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run dot");
+        child.stdin.take().expect("stdin").write_all(g.as_bytes()).expect("write to dot");
+        let out = child.wait_with_output().expect("dot output");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && err.trim().is_empty(), "{what}: dot says {err}\n{g}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("<svg"), "{what}");
+    }
+}
