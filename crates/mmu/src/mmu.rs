@@ -32,6 +32,17 @@
 //! address, so that INVLPG of any 4 KiB page inside a 2 MiB page drops all
 //! of that page's entries.
 //!
+//! # Fills
+//!
+//! Only a walk that completes fills: every level present, no reserved bit,
+//! A set (and D for a write), the access allowed. Most misses find exactly
+//! that already in memory (nothing for the walk to write), and a read-only
+//! pass over the four levels (pgtable's frame and reserved-bit masks)
+//! decides them. Every other miss goes to pgtable's `translate`, which
+//! raises the #PF with its exact error code or sets A and D by
+//! compare-exchange before the entry is filled; so every fault and every
+//! A/D update comes from the one walk.
+//!
 //! # What a cached entry does that a walk would not (SDM 4.10.4.3)
 //!
 //! An entry stays until an invalidation covers it, a conflicting fill
