@@ -18,7 +18,7 @@ pub enum GpCause {
     },
     /// A combination of control bits the CPU refuses (e.g. CR0.PG without
     /// CR0.PE, clearing CR4.PAE in long mode, setting CR4.PCIDE with a
-    /// non-zero CR3[11:0]).
+    /// non-zero `CR3[11:0]`).
     BadCombination(&'static str),
     /// An INVPCID the CPU refuses: a type above 3, a PCID above 0xfff, a
     /// non-zero PCID with CR4.PCIDE=0 (types 0 and 1), or a non-canonical

@@ -9,13 +9,13 @@
 //! and an 8-entry victim cache that catches entries evicted by a conflicting
 //! fill.
 //!
-//! A slot is split in two. The hot half, [`Fast`], is what the hit path
+//! A slot is split in two. The hot half, `Fast`, is what the hit path
 //! reads: one comparator per access kind (read, write, fetch) and the
 //! addend that turns the virtual address into the physical one. A
 //! comparator holds the page's address when that access is allowed in that
 //! mode under the current CR0.WP, CR4.SMEP, CR4.PKE and PKRU, and an
 //! impossible value otherwise, so a hit is one load, one compare, one
-//! branch and one add. The cold half, [`Meta`], holds what the SDM says a
+//! branch and one add. The cold half, `Meta`, holds what the SDM says a
 //! TLB entry holds (frame, R/W AND, U/S AND, XD OR, protection key, the
 //! leaf's Dirty bit, page size, global) and is read only on the slow path
 //! and by invalidation.
