@@ -392,7 +392,11 @@ impl Generator {
                     soft_dirty: format == EntryFormat::L1tf && r.chance(30),
                     uffd_wp: format == EntryFormat::L1tf && r.chance(20),
                 };
-                pgtable::entry_kind::encode_swap(swp, format).map_err(bad)?
+                match pgtable::entry_kind::encode_swap(swp, format) {
+                    // The one entry of each format that encodes as empty.
+                    Err(pgtable::EntryError::SwapEncodesAsNone { .. }) => 0,
+                    r => r.map_err(bad)?,
+                }
             }
             3 | 4 => {
                 let format = if r.chance(70) { EntryFormat::L1tf } else { EntryFormat::Classic };

@@ -224,7 +224,13 @@ pub fn encode_swap(swp: SwapPte, format: EntryFormat) -> Result<u64, EntryError>
             if swp.exclusive || swp.soft_dirty || swp.uffd_wp {
                 return Err(EntryError::ClassicSwapBits);
             }
-            Ok(((swp.swap_type as u64) << 1) | (swp.offset << 9))
+            let v = ((swp.swap_type as u64) << 1) | (swp.offset << 9);
+            if v == 0 {
+                // Found by fuzz/pte_decode: 0x80 decodes as this entry,
+                // whose encoding would then decode as none.
+                return Err(EntryError::SwapEncodesAsNone { swap_type: 0, offset: 0 });
+            }
+            Ok(v)
         }
         EntryFormat::L1tf => {
             if swp.offset > MAX_L1TF_SWAP_OFFSET {
@@ -242,6 +248,12 @@ pub fn encode_swap(swp: SwapPte, format: EntryFormat) -> Result<u64, EntryError>
             }
             if swp.exclusive {
                 v |= EXCLUSIVE_SWP;
+            }
+            if v == 0 {
+                return Err(EntryError::SwapEncodesAsNone {
+                    swap_type: swp.swap_type,
+                    offset: swp.offset,
+                });
             }
             Ok(v)
         }
@@ -328,8 +340,12 @@ mod tests {
         assert_eq!(encode_swap(swp(3, 0x12345), f), Ok(0x246_8A06));
         assert_eq!(decode(0x246_8A06, Level::Pt, f), Ok(EntryKind::Swap(swp(3, 0x12345))));
         // (0, 0) is the value 0: the classic layout cannot tell it from none,
-        // which is why Linux never hands out slot 0 of a swap device.
-        assert_eq!(encode_swap(swp(0, 0), f), Ok(0));
+        // which is why Linux never hands out slot 0 of a swap device; the
+        // encoder refuses it rather than produce an entry that reads as none.
+        assert_eq!(
+            encode_swap(swp(0, 0), f),
+            Err(EntryError::SwapEncodesAsNone { swap_type: 0, offset: 0 })
+        );
         assert_eq!(decode(0, Level::Pt, f), Ok(EntryKind::None));
         assert_eq!(
             encode_swap(SwapPte { exclusive: true, ..swp(1, 1) }, f),
@@ -348,7 +364,12 @@ mod tests {
             encode_swap(swp(0, 1 << 50), EntryFormat::L1tf),
             Err(EntryError::SwapOffsetTooLarge { offset: 1 << 50, max: MAX_L1TF_SWAP_OFFSET })
         );
-        assert!(encode_swap(swp(0, (1 << 50) - 1), EntryFormat::L1tf).is_ok());
+        assert!(encode_swap(swp(1, (1 << 50) - 1), EntryFormat::L1tf).is_ok());
+        // Type 0 with every offset bit set inverts to the empty entry.
+        assert_eq!(
+            encode_swap(swp(0, (1 << 50) - 1), EntryFormat::L1tf),
+            Err(EntryError::SwapEncodesAsNone { swap_type: 0, offset: MAX_L1TF_SWAP_OFFSET })
+        );
         assert_eq!(
             encode_swap(swp(0, 1 << 55), EntryFormat::Classic),
             Err(EntryError::SwapOffsetTooLarge { offset: 1 << 55, max: MAX_CLASSIC_SWAP_OFFSET })

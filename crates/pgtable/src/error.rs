@@ -62,6 +62,18 @@ pub enum EntryError {
         /// The largest offset the format holds.
         max: u64,
     },
+    /// A swap entry whose encoding is the all-zero entry, which every reader
+    /// takes for pte_none: type 0 offset 0 in the classic format, type 0
+    /// with the largest offset in the L1TF one (stored inverted). Linux never
+    /// makes either: slot 0 holds the swap header, and the L1TF limit on
+    /// swap size keeps offsets far below the top.
+    #[error("swap entry type {swap_type} offset {offset:#x} encodes as the empty entry (pte_none)")]
+    SwapEncodesAsNone {
+        /// The type.
+        swap_type: u8,
+        /// The offset.
+        offset: u64,
+    },
     /// Exclusive, soft-dirty or uffd-wp asked of the classic format, which
     /// has no bits for them.
     #[error("the classic (2.6.x) swap entry has no exclusive, soft-dirty or uffd-wp bit")]
