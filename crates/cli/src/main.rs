@@ -5,6 +5,7 @@
 //! expectation failed, 2 usage or input error.
 #![forbid(unsafe_code)]
 
+mod explore;
 mod hwcheck;
 mod oracle;
 mod pictures;
@@ -37,6 +38,8 @@ enum Command {
     Dump(scenarios::DumpArgs),
     /// Run scenarios on the host Linux kernel and compare every step with ptemu's 6.18 era.
     Oracle(oracle::OracleArgs),
+    /// Search random operation sequences for violations and oopses; write minimized scenarios.
+    Explore(explore::ExploreArgs),
     /// Internal: a scenario process of `ptemu oracle` (started by it, never by hand).
     #[command(hide = true)]
     OracleWorker,
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Dump(args) => scenarios::dump(args),
         Command::Hwcheck(args) => hwcheck::run(args),
         Command::Oracle(args) => oracle::run(args),
+        Command::Explore(args) => explore::run(args),
         Command::OracleWorker => oracle::worker(),
     }
 }
