@@ -78,6 +78,26 @@ impl Min<'_> {
     }
 
     fn processes(&mut self, mut ops: Vec<Op>) -> Vec<Op> {
+        // A child folded into its parent: the fork dropped, the child's
+        // operations done by the parent.
+        let mut i = 0;
+        while i < ops.len() {
+            if let Op::Fork { parent, child } = &ops[i] {
+                let map: BTreeMap<String, String> =
+                    [(child.value.clone(), parent.value.clone())].into_iter().collect();
+                let cand: Vec<Op> = ops
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, o)| rename(o, &map))
+                    .collect();
+                if self.holds(&cand) {
+                    ops = cand;
+                    continue;
+                }
+            }
+            i += 1;
+        }
         for name in names_in_order(&ops) {
             let cand: Vec<Op> = ops.iter().filter(|o| !mentions(o, &name)).cloned().collect();
             if cand.len() < ops.len() && self.holds(&cand) {
@@ -117,8 +137,22 @@ impl Min<'_> {
                 }
             }
         }
-        // Fewer distinct addresses: each access moved to an address used
-        // earlier, or to the start of the mapping it falls in.
+        // Fewer distinct addresses: every use of one address moved to
+        // another, lower one (an access and the mapping around it move
+        // together); then each access alone.
+        let mut distinct: Vec<u64> = ops.iter().filter_map(addr_of).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        for (i, &a) in distinct.iter().enumerate().rev() {
+            for &b in &distinct[..i] {
+                let cand: Vec<Op> =
+                    ops.iter().map(|o| map_addr(o, &|x| if x == a { b } else { x })).collect();
+                if self.holds(&cand) {
+                    ops = cand;
+                    break;
+                }
+            }
+        }
         let used: Vec<u64> = {
             let mut v: Vec<u64> = ops.iter().filter_map(addr_of).collect();
             v.sort_unstable();
@@ -181,6 +215,8 @@ impl Min<'_> {
                     result: result.clone(),
                 }]
             }
+            // A child that needs nothing of its parent: a new process.
+            Op::Fork { child, .. } => vec![Op::Spawn { proc: child.clone() }],
             Op::Reclaim { proc, addr, len, keep_cache: true } => vec![Op::Reclaim {
                 proc: proc.clone(),
                 addr: addr.clone(),
