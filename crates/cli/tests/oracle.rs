@@ -323,6 +323,42 @@ fn default_machine_and_pressure_are_compared() {
     assert_restored(&pc);
 }
 
+/// Failing system calls, VMA split and merge, and the 40 generated
+/// scenarios (fixtures/random): every step compared, every result, maps
+/// listing, value and SIGSEGV as the kernel's; only eviction choices under
+/// pressure may differ.
+#[test]
+fn failing_calls_maps_and_random_scenarios_agree() {
+    if let Some(why) = unavailable() {
+        eprintln!("SKIPPED failing_calls_maps_and_random_scenarios_agree: {why}");
+        return;
+    }
+    let _host = host_lock();
+    let pc = page_cluster();
+    let mut files = vec![fixture("failing-syscalls.scn"), fixture("vma-split-merge.scn")];
+    let mut random: Vec<PathBuf> = std::fs::read_dir(fixture("random"))
+        .expect("fixtures/random")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "scn"))
+        .collect();
+    random.sort();
+    assert!(random.len() >= 40, "{} generated scenarios", random.len());
+    files.extend(random);
+    let out =
+        Command::new(ptemu()).arg("oracle").arg("--json").args(&files).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    assert_eq!(v["disagreements"], 0, "{stdout}");
+    assert_eq!(v["steps"], v["steps_compared"], "{stdout}");
+    for f in v["files"].as_array().expect("files") {
+        for d in f["policy"].as_array().expect("policy") {
+            assert_eq!(d["class"], "eviction-policy", "{d}");
+        }
+    }
+    assert_restored(&pc);
+}
+
 /// A step the kernel cannot do is reported and nothing after it compared.
 #[test]
 fn a_step_the_kernel_cannot_do_is_left_out() {
