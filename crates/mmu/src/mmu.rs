@@ -11,11 +11,15 @@
 //!
 //! A slot is split in two. The hot half, `Fast`, is what the hit path
 //! reads: one comparator per access kind (read, write, fetch) and the
-//! addend that turns the virtual address into the physical one. A
-//! comparator holds the page's address when that access is allowed in that
-//! mode under the current CR0.WP, CR4.SMEP, CR4.PKE and PKRU, and an
-//! impossible value otherwise, so a hit is one load, one compare, one
-//! branch and one add. The cold half, `Meta`, holds what the SDM says a
+//! physical 4 KiB frame. A comparator holds the page's address when that
+//! access is allowed in that mode under the current CR0.WP, CR4.SMEP,
+//! CR4.PKE and PKRU, and an impossible value otherwise, so a hit is one
+//! load, one compare, one branch and one OR of the page offset into the
+//! frame (plus the hit counter's increment). The current (context, mode)'s
+//! hot table is kept apart (`hot`, swapped in by pointer when the mode or
+//! the PCID changes), so the hit path indexes it by the page number's low
+//! bits alone; the index is in bounds by construction, and the one bounds
+//! check safe Rust keeps shares the miss branch. The cold half, `Meta`, holds what the SDM says a
 //! TLB entry holds (frame, R/W AND, U/S AND, XD OR, protection key, the
 //! leaf's Dirty bit, page size, global) and is read only on the slow path
 //! and by invalidation.
@@ -53,6 +57,7 @@
 //! so the next access walks: at most one spurious #PF. After A or D is
 //! cleared in memory without invalidation, hits do not set them again.
 
+use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -319,15 +324,18 @@ impl CachedEntry {
     }
 }
 
-/// The hot half of a slot: a comparator per access kind and the addend.
+/// The hot half of a slot: a comparator per access kind and the 4 KiB
+/// frame. The answer of a hit is the frame with the address's page offset
+/// ORed in ([`PhysAddr::or_frame_offset`]), already a valid `PhysAddr`
+/// (no 52-bit truncation on the hit path).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(C, align(32))]
 struct Fast {
     tag: [u64; 3],
-    addend: u64,
+    frame: PhysAddr,
 }
 
-const EMPTY_FAST: Fast = Fast { tag: [INVALID_TAG; 3], addend: 0 };
+const EMPTY_FAST: Fast = Fast { tag: [INVALID_TAG; 3], frame: PhysAddr::new_truncate(0) };
 
 /// The cold half of a slot: the SDM's entry, empty when its page is
 /// `INVALID_TAG` (no page address is odd).
@@ -482,11 +490,18 @@ pub enum Bug {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Mmu {
-    // Hot: the hit path reads these four fields and one slot.
-    fast: Vec<Fast>,
-    base: usize,
+    // Hot: the hit path reads these three fields and one slot.
+    /// The current (context, mode)'s table, `entries` slots: the hit path
+    /// indexes it with the page number's low bits alone (no set base).
+    hot: Box<[Fast]>,
     mask: usize,
     stats: Stats,
+
+    /// Every (context, mode)'s table, `entries` slots each, except the
+    /// current one (`hot_set`), whose place holds an empty box while its
+    /// table is `hot`: a change of mode or context swaps two boxes.
+    fast: Vec<Box<[Fast]>>,
+    hot_set: usize,
 
     meta: Vec<Meta>,
     vfast: Vec<Fast>,
@@ -537,10 +552,12 @@ impl Mmu {
         let mut ctxs = vec![Ctx { pcid: 0, live: false, stamp: 0 }; config.contexts];
         ctxs[0].live = true;
         let regs = Regs::default();
+        let table = || vec![EMPTY_FAST; n].into_boxed_slice();
         Ok(Self {
-            fast: vec![EMPTY_FAST; sets * n],
-            base: 0,
+            hot: table(),
             mask: n - 1,
+            fast: (0..sets).map(|s| if s == 0 { Box::default() } else { table() }).collect(),
+            hot_set: 0,
             stats: Stats::default(),
             meta: vec![Meta::default(); sets * n],
             vfast: vec![EMPTY_FAST; sets * VICTIMS],
@@ -658,11 +675,10 @@ impl Mmu {
         va: u64,
         access: Access,
     ) -> Result<PhysAddr, Error> {
-        let i = self.base + ((va >> 12) as usize & self.mask);
-        if let Some(e) = self.fast.get(i) {
+        if let Some(e) = self.hot.get((va >> 12) as usize & self.mask) {
             if e.tag[access as usize] == va & PAGE_MASK {
                 self.stats.hits += 1;
-                return Ok(PhysAddr::new_truncate(va.wrapping_add(e.addend)));
+                return Ok(e.frame.or_frame_offset(va));
             }
         }
         self.translate_page(mem, va, access)
@@ -683,13 +699,12 @@ impl Mmu {
     ) -> Result<Span, Error> {
         if size.wrapping_sub(1) < MAX_ACCESS {
             let last = va.wrapping_add(size as u64 - 1);
-            let i = self.base + ((va >> 12) as usize & self.mask);
-            if let Some(e) = self.fast.get(i) {
+            if let Some(e) = self.hot.get((va >> 12) as usize & self.mask) {
                 // A crossing access compares the last byte's page with the
                 // first byte's slot: never equal, so it takes the slow path.
                 if e.tag[access as usize] == last & PAGE_MASK {
                     self.stats.hits += 1;
-                    let pa = PhysAddr::new_truncate(va.wrapping_add(e.addend));
+                    let pa = e.frame.or_frame_offset(va);
                     return Ok(Span { first: pa, first_len: size, second: None, len: size });
                 }
             }
@@ -819,7 +834,9 @@ impl Mmu {
                 Decision::Allow => {
                     if victim {
                         self.stats.victim_hits += 1;
-                        core::mem::swap(&mut self.fast[i], &mut self.vfast[j]);
+                        let f = *self.fast_slot(i);
+                        *self.fast_slot(i) = self.vfast[j];
+                        self.vfast[j] = f;
                         core::mem::swap(&mut self.meta[i], &mut self.vmeta[j]);
                         self.vpage[j] =
                             if self.vmeta[j].valid() { self.vmeta[j].e.page } else { INVALID_TAG };
@@ -923,7 +940,7 @@ impl Mmu {
     #[inline]
     fn fast_of(e: &CachedEntry, bits: u8) -> Fast {
         let tag = |k: u32| if bits >> k & 1 != 0 { e.page } else { INVALID_TAG };
-        Fast { tag: [tag(0), tag(1), tag(2)], addend: e.frame.wrapping_sub(e.page) }
+        Fast { tag: [tag(0), tag(1), tag(2)], frame: PhysAddr::new_truncate(e.frame) }
     }
 
     #[inline]
@@ -1008,16 +1025,16 @@ impl Mmu {
         if let Some(j) = stale_victim {
             self.drop_victim(j);
         }
-        let i = self.base + ((page >> 12) as usize & self.mask);
+        let i = set * self.entries + ((page >> 12) as usize & self.mask);
         if self.meta[i].valid() && self.meta[i].e.page != page {
             let k = usize::from(self.vnext[set]);
             self.vnext[set] = ((k + 1) % VICTIMS) as u8;
             let j = set * VICTIMS + k;
             self.vmeta[j] = self.meta[i];
-            self.vfast[j] = self.fast[i];
+            self.vfast[j] = *self.fast_slot(i);
             self.vpage[j] = self.meta[i].e.page;
         }
-        self.fast[i] = Self::fast_of(&e, bits);
+        *self.fast_slot(i) = Self::fast_of(&e, bits);
         self.meta[i] = Meta { e };
         if size_mask > PAGE_SIZE - 1 {
             let lo = page & !size_mask;
@@ -1035,7 +1052,8 @@ impl Mmu {
             let mode = modes[set % MODES];
             for i in set * self.entries..(set + 1) * self.entries {
                 if self.meta[i].valid() {
-                    self.fast[i] = self.derive(&self.meta[i].e, mode);
+                    let f = self.derive(&self.meta[i].e, mode);
+                    *self.fast_slot(i) = f;
                 }
             }
             for j in set * VICTIMS..(set + 1) * VICTIMS {
@@ -1046,7 +1064,8 @@ impl Mmu {
         }
     }
 
-    /// Recomputes the mode and the hit path's table base.
+    /// Recomputes the mode and makes its table (for the current context)
+    /// the hit path's.
     fn update_mode(&mut self) {
         let r = &self.regs;
         self.mode = if r.cpl == 3 {
@@ -1056,15 +1075,28 @@ impl Mmu {
         } else {
             Mode::Supervisor
         };
-        self.base = self.set(self.cur_ctx, self.mode) * self.entries;
+        let set = self.set(self.cur_ctx, self.mode);
+        if set != self.hot_set {
+            let table = core::mem::take(&mut self.fast[set]);
+            self.fast[self.hot_set] = core::mem::replace(&mut self.hot, table);
+            self.hot_set = set;
+        }
         self.cpu = self.cpu_state();
         self.rsvd = pgtable::entry::cpu_reserved_mask(self.config.maxphyaddr, self.policy.nxe);
     }
 
     // ----- invalidation primitives ------------------------------------
 
+    /// The hot half of slot `i` (`set * entries + slot`), wherever its
+    /// table is.
+    #[inline]
+    fn fast_slot(&mut self, i: usize) -> &mut Fast {
+        let (set, slot) = (i / self.entries, i & self.mask);
+        if set == self.hot_set { &mut self.hot[slot] } else { &mut self.fast[set][slot] }
+    }
+
     fn drop_main(&mut self, i: usize) {
-        self.fast[i] = EMPTY_FAST;
+        *self.fast_slot(i) = EMPTY_FAST;
         self.meta[i].e.page = INVALID_TAG;
     }
 
@@ -1151,7 +1183,10 @@ impl Mmu {
                 }
             }
         } else {
-            self.fast.fill(EMPTY_FAST);
+            self.hot.fill(EMPTY_FAST);
+            for t in &mut self.fast {
+                t.fill(EMPTY_FAST);
+            }
             self.meta.fill(Meta::default());
             self.vfast.fill(EMPTY_FAST);
             self.vmeta.fill(Meta::default());

@@ -178,6 +178,15 @@ impl PhysAddr {
         self.0 & 0xfff
     }
 
+    /// The address with `offset`'s bits 11:0 ORed into bits 11:0: for a
+    /// 4 KiB-aligned address, the byte `offset % 4096` of its frame. The
+    /// result never leaves the 52-bit range, so it needs no check and no
+    /// truncation (a TLB's hit path builds its answer with it).
+    #[inline]
+    pub const fn or_frame_offset(self, offset: u64) -> Self {
+        Self(self.0 | (offset & 0xfff))
+    }
+
     /// `self + bytes`, if the sum stays below 2^52.
     pub const fn checked_add(self, bytes: u64) -> Option<Self> {
         match self.0.checked_add(bytes) {
@@ -278,5 +287,15 @@ mod tests {
         assert_eq!(PhysAddr::new_with_width(0, 53), Err(AddrError::BadPhysWidth(53)));
         assert_eq!(PhysAddr::new(0x5123).unwrap().pfn(), Pfn(5));
         assert_eq!(Pfn(5).addr().as_u64(), 0x5000);
+    }
+
+    #[test]
+    fn or_frame_offset() {
+        let top = PhysAddr::new(((1 << 52) - 1) & !0xfff).unwrap();
+        // Only bits 11:0 of the offset reach the address.
+        assert_eq!(top.or_frame_offset(u64::MAX).as_u64(), (1 << 52) - 1);
+        assert_eq!(top.or_frame_offset(0x7f00_0000_1abc).as_u64(), top.as_u64() | 0xabc);
+        assert_eq!(Pfn(9).addr().or_frame_offset(0x1005).as_u64(), 0x9005);
+        assert_eq!(PhysAddr::new(0x9000).unwrap().or_frame_offset(0).as_u64(), 0x9000);
     }
 }
