@@ -546,13 +546,42 @@ fn shootdown(uc: &mut Unicorn<'_, State>) {
     }
 }
 
-/// The TLB fill: ptemu's walk, the page-fault handler on a fault, retry.
-pub(crate) fn fill(uc: &mut Unicorn<'_, State>, va: u64, ty: MemType) -> Option<TlbEntry> {
-    let access = match ty {
+/// What a fill answers when the walk succeeds: ptemu's hardware walk over
+/// `mem` from `cr3` (setting A, and D for a write), the page's frame, and
+/// the permissions QEMU may cache: read; write only once the leaf is Dirty
+/// (the first write to a clean page fills again and the walk sets D, as
+/// QEMU's own walker and Bochs arrange); execute unless NX.
+pub fn walk_fill(
+    mem: &phys::PhysMemory,
+    cr3: PhysAddr,
+    va: VirtAddr,
+    access: Access,
+    cpu: &CpuState,
+) -> Result<TlbEntry, Fault> {
+    let mut m = mem;
+    let t = pgtable::walk::translate(&mut m, cr3, va, access, cpu)?;
+    let mut perms = UcProt::READ;
+    if t.perms.writable && t.leaf_entry & (1 << 6) != 0 {
+        perms |= UcProt::WRITE;
+    }
+    if !t.perms.nx {
+        perms |= UcProt::EXEC;
+    }
+    Ok(TlbEntry { paddr: t.pa.as_u64() & !0xfff, perms })
+}
+
+/// The access kind of a fill.
+pub fn access_of(ty: MemType) -> Access {
+    match ty {
         MemType::WRITE => Access::Write,
         MemType::FETCH => Access::Fetch,
         _ => Access::Read,
-    };
+    }
+}
+
+/// The TLB fill: ptemu's walk, the page-fault handler on a fault, retry.
+pub(crate) fn fill(uc: &mut Unicorn<'_, State>, va: u64, ty: MemType) -> Option<TlbEntry> {
+    let access = access_of(ty);
     {
         let st = uc.get_data_mut();
         if st.stop.is_some() {
@@ -566,20 +595,8 @@ pub(crate) fn fill(uc: &mut Unicorn<'_, State>, va: u64, ty: MemType) -> Option<
     };
     for _ in 0..8 {
         let st = uc.get_data_mut();
-        let mut mem = st.machine.phys_memory();
-        match pgtable::walk::translate(&mut mem, st.cr3, vaddr, access, &st.cpu) {
-            Ok(t) => {
-                let mut perms = UcProt::READ;
-                // Write permission only once the leaf is Dirty: the first
-                // write to a clean page fills again and the walk sets D.
-                if t.perms.writable && t.leaf_entry & (1 << 6) != 0 {
-                    perms |= UcProt::WRITE;
-                }
-                if !t.perms.nx {
-                    perms |= UcProt::EXEC;
-                }
-                return Some(TlbEntry { paddr: t.pa.as_u64() & !0xfff, perms });
-            }
+        match walk_fill(st.machine.phys_memory(), st.cr3, vaddr, access, &st.cpu) {
+            Ok(e) => return Some(e),
             Err(Fault::PageFault(pf)) => {
                 let pid = st.cur;
                 let what = match access {
