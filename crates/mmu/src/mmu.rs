@@ -834,9 +834,9 @@ impl Mmu {
                 Decision::Allow => {
                     if victim {
                         self.stats.victim_hits += 1;
-                        let f = *self.fast_slot(i);
-                        *self.fast_slot(i) = self.vfast[j];
-                        self.vfast[j] = f;
+                        // `i` is in the current set, whose table is `hot`.
+                        let slot = i & self.mask;
+                        core::mem::swap(&mut self.hot[slot], &mut self.vfast[j]);
                         core::mem::swap(&mut self.meta[i], &mut self.vmeta[j]);
                         self.vpage[j] =
                             if self.vmeta[j].valid() { self.vmeta[j].e.page } else { INVALID_TAG };
@@ -1025,16 +1025,18 @@ impl Mmu {
         if let Some(j) = stale_victim {
             self.drop_victim(j);
         }
-        let i = set * self.entries + ((page >> 12) as usize & self.mask);
+        debug_assert_eq!(set, self.hot_set, "the current set's table is hot");
+        let slot = (page >> 12) as usize & self.mask;
+        let i = set * self.entries + slot;
         if self.meta[i].valid() && self.meta[i].e.page != page {
             let k = usize::from(self.vnext[set]);
             self.vnext[set] = ((k + 1) % VICTIMS) as u8;
             let j = set * VICTIMS + k;
             self.vmeta[j] = self.meta[i];
-            self.vfast[j] = *self.fast_slot(i);
+            self.vfast[j] = self.hot[slot];
             self.vpage[j] = self.meta[i].e.page;
         }
-        *self.fast_slot(i) = Self::fast_of(&e, bits);
+        self.hot[slot] = Self::fast_of(&e, bits);
         self.meta[i] = Meta { e };
         if size_mask > PAGE_SIZE - 1 {
             let lo = page & !size_mask;
@@ -1088,10 +1090,11 @@ impl Mmu {
     // ----- invalidation primitives ------------------------------------
 
     /// The hot half of slot `i` (`set * entries + slot`), wherever its
-    /// table is.
+    /// table is (for invalidation; fills and the victim swap are in the
+    /// current set, whose table is `hot`).
     #[inline]
     fn fast_slot(&mut self, i: usize) -> &mut Fast {
-        let (set, slot) = (i / self.entries, i & self.mask);
+        let (set, slot) = (i >> self.entries.trailing_zeros(), i & self.mask);
         if set == self.hot_set { &mut self.hot[slot] } else { &mut self.fast[set][slot] }
     }
 
