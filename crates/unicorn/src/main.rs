@@ -98,7 +98,14 @@ fn run(a: RunArgs) -> ExitCode {
     } else {
         a.program.clone()
     };
-    let img = match Image::open(&bin) {
+    let img = Image::open(&bin);
+    if bin != a.program {
+        // The build directory was ours (a temporary one per run).
+        if let Some(d) = bin.parent() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+    let img = match img {
         Ok(i) => i,
         Err(e) => {
             eprintln!("ptemu-unicorn: {e}");

@@ -15,9 +15,11 @@ fn out_dir() -> PathBuf {
 /// native (stdout, exit code) and the emulated report.
 fn run_both(name: &str, cfg: &EmuConfig) -> ((Vec<u8>, i32), RunReport) {
     let src = image::guest_dir().join(format!("{name}.c"));
-    let (bin, native) =
-        image::build(&src, &out_dir().join(format!("{name}-{}", cfg.era.name())), true)
-            .unwrap_or_else(|e| panic!("{e}"));
+    // One directory per test thread: tests run in parallel and may build
+    // the same program.
+    let thread = std::thread::current().name().unwrap_or("main").replace("::", "-");
+    let dir = out_dir().join(format!("{thread}-{name}-{}", cfg.era.name()));
+    let (bin, native) = image::build(&src, &dir, true).unwrap_or_else(|e| panic!("{e}"));
     let out = Command::new(native.unwrap()).output().unwrap();
     let native = (out.stdout, out.status.code().unwrap_or(-1));
     let img = Image::open(&bin).unwrap();
