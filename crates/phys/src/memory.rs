@@ -65,6 +65,12 @@ impl PhysMemory {
         &self.region
     }
 
+    /// The underlying region, for update: the exclusive bulk copies to and
+    /// from another region (a swap device) need it held alone.
+    pub fn region_mut(&mut self) -> &mut MappedRegion {
+        &mut self.region
+    }
+
     /// Size in bytes.
     pub fn size(&self) -> u64 {
         self.region.size()

@@ -71,12 +71,25 @@ impl MappedRegion {
     ///
     /// Pages are allocated by the host lazily, so a large region costs
     /// nothing until it is touched.
+    ///
+    /// The region is advised MADV_HUGEPAGE: the host backs it with 2 MiB
+    /// pages where it can, as Linux's direct map covers a real machine's
+    /// RAM with 2 MiB and 1 GiB pages. Clearing or copying a frame then
+    /// does not also pay for a host TLB miss per 4 KiB frame (under
+    /// virtualisation, a two-dimensional walk), which the emulated kernel
+    /// would not. Only advice: where the host has no transparent huge
+    /// pages the region works the same with 4 KiB pages.
     pub fn anonymous(size: u64) -> Result<Self, PhysError> {
         let len = check_size(size)?;
         let map = MmapOptions::new()
             .len(len)
             .map_anon()
             .map_err(|source| PhysError::Mmap { size, source })?;
+        #[cfg(target_os = "linux")]
+        if len >= 2 << 20 {
+            // Advice only: EINVAL without CONFIG_TRANSPARENT_HUGEPAGE.
+            let _ = map.advise(memmap2::Advice::HugePage);
+        }
         Ok(Self { map: MmapRaw::from(map), size, path: None })
     }
 
@@ -336,6 +349,33 @@ impl MappedRegion {
     }
 
     /// Copies `len` bytes from `src` at `src_offset` to `self` at
+    /// `dst_offset` with one `memcpy`, holding both regions exclusively
+    /// (a page written to or read from a swap device). Same result as
+    /// [`Self::copy_from`]; two `&mut` borrows cannot name the same region,
+    /// so the ranges never overlap.
+    pub fn copy_from_exclusive(
+        &mut self,
+        dst_offset: u64,
+        src: &mut MappedRegion,
+        src_offset: u64,
+        len: u64,
+    ) -> Result<(), PhysError> {
+        self.check_range(dst_offset, len)?;
+        src.check_range(src_offset, len)?;
+        let dst = self.map.as_mut_ptr().wrapping_add(dst_offset as usize);
+        let from = src.map.as_mut_ptr().wrapping_add(src_offset as usize).cast_const();
+        // SAFETY: each range lies inside its live mapping (checked above;
+        // the casts cannot truncate, as in `fill_zero_exclusive`). The two
+        // regions are distinct mappings (two `&mut` borrows cannot alias),
+        // so the ranges do not overlap. Holding both `&mut` rules out any
+        // other access from this process during the call; `as_ptr`'s
+        // contract keeps outside agents off bytes their owner holds
+        // exclusively. u8 has no alignment requirement.
+        unsafe { std::ptr::copy_nonoverlapping(from, dst, len as usize) };
+        Ok(())
+    }
+
+    /// Copies `len` bytes from `src` at `src_offset` to `self` at
     /// `dst_offset`. `src` may be `self`; overlapping ranges are copied as
     /// `memmove` would.
     pub fn copy_from(
@@ -451,6 +491,33 @@ mod tests {
         ));
         assert!(matches!(
             r.copy_exclusive(4097, 0, 4096),
+            Err(PhysError::OutOfRange { offset: 4097, len: 4096, size: 8192 })
+        ));
+    }
+
+    #[test]
+    fn exclusive_copy_between_regions_matches_the_atomic_copy() {
+        let mut a = MappedRegion::anonymous(2 * 4096).unwrap();
+        let mut b = MappedRegion::anonymous(3 * 4096).unwrap();
+        let data: Vec<u8> = (0..4096u32).map(|i| (i % 241) as u8 ^ 0x33).collect();
+        a.write_bytes(4096, &data).unwrap();
+        b.copy_from_exclusive(2 * 4096 + 8, &mut a, 4096 + 3, 4000).unwrap();
+        let mut back = vec![0u8; 4000];
+        b.read_bytes(2 * 4096 + 8, &mut back).unwrap();
+        assert_eq!(back, data[3..4003]);
+        let c = MappedRegion::anonymous(3 * 4096).unwrap();
+        c.copy_from(2 * 4096 + 8, &a, 4096 + 3, 4000).unwrap();
+        let mut atomic = vec![0u8; 3 * 4096];
+        let mut bulk = vec![0u8; 3 * 4096];
+        c.read_bytes(0, &mut atomic).unwrap();
+        b.read_bytes(0, &mut bulk).unwrap();
+        assert_eq!(atomic, bulk);
+        assert!(matches!(
+            b.copy_from_exclusive(2 * 4096 + 1, &mut a, 0, 4096),
+            Err(PhysError::OutOfRange { offset: 8193, len: 4096, size: 12288 })
+        ));
+        assert!(matches!(
+            b.copy_from_exclusive(0, &mut a, 4097, 4096),
             Err(PhysError::OutOfRange { offset: 4097, len: 4096, size: 8192 })
         ));
     }
