@@ -182,13 +182,16 @@ impl Machine {
         self.pages.get_mut(pfn)?.flags |= PageFlags::SWAPBACKED;
         self.swap.inner.add_to_swap_cache(e, pfn, &mut self.pages)?;
         self.lru_add_inactive(pfn)?;
-        self.swap.inner.swap_readpage(pfn, &self.mem, &mut self.pages)?;
+        // The page is in no page table yet: the exclusive bulk copy.
+        self.swap.inner.swap_readpage_exclusive(pfn, &mut self.mem, &mut self.pages)?;
         Ok(pfn)
     }
 
-    /// `swap_writepage`: the page's contents to its slot.
+    /// `swap_writepage`: the page's contents to its slot. Reclaim writes
+    /// only pages try_to_unmap left unmapped, so nobody writes the page
+    /// meanwhile and the exclusive bulk copy applies.
     pub(crate) fn swap_writepage(&mut self, pfn: Pfn) -> Result<(), MmError> {
-        self.swap.inner.swap_writepage(pfn, &self.mem, &self.pages)?;
+        self.swap.inner.swap_writepage_exclusive(pfn, &mut self.mem, &self.pages)?;
         Ok(())
     }
 

@@ -1,6 +1,8 @@
 //! One swap device: an mmap'd area of 4 KiB slots (phys's
-//! [`MappedRegion`], anonymous or a file) with its header in slot 0 and its
-//! [`SwapMap`] of slot counts.
+//! [`MappedRegion`], anonymous or a file) with its header in slot 0, its
+//! [`SwapMap`] of slot counts and its part of the swap cache: the page
+//! cached for each slot, in an array indexed by offset, as 6.18's
+//! per-cluster swap table holds it (an xarray indexed by offset before).
 //!
 //! The storage reuses phys's region rather than mapping memory here: it is
 //! the one audited place that touches mmap'd memory, and this crate stays
@@ -23,6 +25,19 @@ pub struct SwapDevice {
     region: MappedRegion,
     header: SwapHeader,
     map: SwapMap,
+    /// The swap cache's pages of this device, by slot: 0 when none, else
+    /// the frame number + 1.
+    cache: Vec<u64>,
+}
+
+/// An empty swap-cache table for `pages` slots, or an error if the host
+/// cannot allocate it.
+fn cache_table(pages: u64) -> Result<Vec<u64>, SwapError> {
+    let n = usize::try_from(pages).map_err(|_| SwapError::DeviceTooLarge { pages })?;
+    let mut t = Vec::new();
+    t.try_reserve_exact(n).map_err(|_| SwapError::DeviceTooLarge { pages })?;
+    t.resize(n, 0);
+    Ok(t)
 }
 
 fn check_type(swap_type: u8) -> Result<(), SwapError> {
@@ -68,7 +83,8 @@ impl SwapDevice {
         if pages > region.size() / PAGE_SIZE {
             return Err(SwapError::BadHeader("swap area shorter than its header says"));
         }
-        Ok(Self { swap_type, region, header, map: SwapMap::new(swap_type, pages)? })
+        let cache = cache_table(pages)?;
+        Ok(Self { swap_type, region, header, map: SwapMap::new(swap_type, pages)?, cache })
     }
 
     fn with_region(
@@ -78,7 +94,8 @@ impl SwapDevice {
     ) -> Result<Self, SwapError> {
         region.write_bytes(0, &header.to_page())?;
         let pages = u64::from(header.last_page) + 1;
-        Ok(Self { swap_type, region, header, map: SwapMap::new(swap_type, pages)? })
+        let cache = cache_table(pages)?;
+        Ok(Self { swap_type, region, header, map: SwapMap::new(swap_type, pages)?, cache })
     }
 
     /// The device's type: the 5-bit type of its swap entries.
@@ -152,6 +169,59 @@ impl SwapDevice {
         let src = self.slot_bytes(offset)?;
         self.region.read_bytes(src, buf)?;
         Ok(())
+    }
+
+    /// [`Self::write_slot`] with one `memcpy`, holding the device and the
+    /// memory exclusively (`&mut`): what swap_writepage does with a page
+    /// that reclaim has unmapped, which nobody else can be writing.
+    pub fn write_slot_exclusive(
+        &mut self,
+        offset: u64,
+        mem: &mut PhysMemory,
+        pfn: Pfn,
+    ) -> Result<(), SwapError> {
+        let dst = self.slot_bytes(offset)?;
+        let src = mem_frame(mem, pfn)?;
+        self.region.copy_from_exclusive(dst, mem.region_mut(), src, PAGE_SIZE)?;
+        Ok(())
+    }
+
+    /// [`Self::read_slot`] with one `memcpy`, holding the device and the
+    /// memory exclusively: what swap_readpage does into a page just
+    /// allocated for the swap cache, which is in no page table yet.
+    pub fn read_slot_exclusive(
+        &mut self,
+        offset: u64,
+        mem: &mut PhysMemory,
+        pfn: Pfn,
+    ) -> Result<(), SwapError> {
+        let src = self.slot_bytes(offset)?;
+        let dst = mem_frame(mem, pfn)?;
+        mem.region_mut().copy_from_exclusive(dst, &mut self.region, src, PAGE_SIZE)?;
+        Ok(())
+    }
+
+    /// The page the swap cache holds for slot `offset`, if any.
+    pub(crate) fn cached(&self, offset: u64) -> Option<Pfn> {
+        let v = *self.cache.get(usize::try_from(offset).ok()?)?;
+        v.checked_sub(1).map(Pfn)
+    }
+
+    /// Records (or with `None` clears) the swap cache's page for slot
+    /// `offset`, which the caller has checked lies on the device.
+    pub(crate) fn set_cached(&mut self, offset: u64, pfn: Option<Pfn>) {
+        if let Some(v) = usize::try_from(offset).ok().and_then(|i| self.cache.get_mut(i)) {
+            *v = pfn.map_or(0, |p| p.as_u64() + 1);
+        }
+    }
+
+    /// The swap cache's pages of this device, lowest slot first.
+    pub(crate) fn cached_pages(&self) -> impl Iterator<Item = (u64, Pfn)> + '_ {
+        self.cache
+            .iter()
+            .enumerate()
+            .filter(|&(_, &v)| v != 0)
+            .map(|(o, &v)| (o as u64, Pfn(v - 1)))
     }
 }
 

@@ -82,9 +82,9 @@
 //!   (`swap_cgroup`, per-cgroup `mem_cgroup_swap_full`): ptemu models
 //!   private anonymous memory without cgroups, so `vm_swap_full` is global.
 //! * **The swap cache's data structure**: Linux keeps it in xarrays (one
-//!   address_space per 64 MiB of swap, a per-cluster swap table in recent
-//!   kernels). We use one BTreeMap keyed by [`SwpEntry`], so iteration order
-//!   is deterministic.
+//!   address_space per 64 MiB of swap) and, since 6.18, in a per-cluster
+//!   swap table indexed by slot. We keep one table per device indexed by
+//!   slot (no clusters), which iterates in [`SwpEntry`] order.
 #![forbid(unsafe_code)]
 
 pub mod device;
@@ -98,8 +98,6 @@ pub mod swapfile;
 
 use std::collections::BTreeMap;
 
-use pgtable::Pfn;
-
 pub use device::SwapDevice;
 pub use entry::{MAX_SWAP_TYPE, SWP_OFFSET_MASK, SWP_TYPE_SHIFT, SwpEntry};
 pub use error::SwapError;
@@ -112,8 +110,8 @@ pub use swap_state::CacheRelease;
 pub struct Swap {
     /// Active devices by type (Linux's `swap_info[]`).
     devices: BTreeMap<u8, SwapDevice>,
-    /// The swap cache: entry -> page.
-    cache: BTreeMap<SwpEntry, Pfn>,
+    /// Pages in the swap cache (whose entries live in each device's table).
+    cached: usize,
 }
 
 impl Swap {

@@ -44,6 +44,36 @@ impl Swap {
         Ok(entry)
     }
 
+    /// [`Self::swap_writepage`] with one `memcpy`, for a caller that holds
+    /// the memory exclusively (`&mut`) and a page nobody maps any more
+    /// (reclaim writes a page after try_to_unmap): same bytes, without a
+    /// relaxed atomic load and store per word.
+    pub fn swap_writepage_exclusive(
+        &mut self,
+        pfn: Pfn,
+        mem: &mut PhysMemory,
+        pages: &PageDescs,
+    ) -> Result<SwpEntry, SwapError> {
+        let entry = self.page_swap_entry(pfn, pages)?;
+        self.device_mut(entry.swap_type())?.write_slot_exclusive(entry.offset(), mem, pfn)?;
+        Ok(entry)
+    }
+
+    /// [`Self::swap_readpage`] with one `memcpy`, for a caller that holds
+    /// the memory exclusively and a page in no page table yet (a swap-cache
+    /// page just allocated for the read).
+    pub fn swap_readpage_exclusive(
+        &mut self,
+        pfn: Pfn,
+        mem: &mut PhysMemory,
+        pages: &mut PageDescs,
+    ) -> Result<SwpEntry, SwapError> {
+        let entry = self.page_swap_entry(pfn, pages)?;
+        self.device_mut(entry.swap_type())?.read_slot_exclusive(entry.offset(), mem, pfn)?;
+        pages.get_mut(pfn)?.flags.insert(PageFlags::UPTODATE);
+        Ok(entry)
+    }
+
     /// Copies frame `pfn` into `entry`'s slot, which must be allocated.
     pub fn write_slot(&self, entry: SwpEntry, mem: &PhysMemory, pfn: Pfn) -> Result<(), SwapError> {
         self.device(entry.swap_type())?.write_slot(entry.offset(), mem, pfn)

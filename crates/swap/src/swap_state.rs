@@ -48,7 +48,7 @@ impl Swap {
         if !self.swap_has_cache(entry)? {
             return Err(SwapError::NoCacheFlag(entry));
         }
-        if self.cache.contains_key(&entry) {
+        if self.lookup_swap_cache(entry).is_some() {
             return Err(SwapError::CacheExists(entry));
         }
         let desc = pages.get_mut(pfn)?;
@@ -60,24 +60,28 @@ impl Swap {
         desc.refcount = desc.refcount.checked_add(1).ok_or(SwapError::RefcountOverflow(pfn))?;
         desc.flags.insert(PageFlags::SWAPCACHE);
         desc.private = entry.raw();
-        self.cache.insert(entry, pfn);
+        self.device_mut(entry.swap_type())?.set_cached(entry.offset(), Some(pfn));
+        self.cached += 1;
         Ok(())
     }
 
     /// `lookup_swap_cache`: the page cached for `entry`, if any (no
     /// reference taken).
     pub fn lookup_swap_cache(&self, entry: SwpEntry) -> Option<Pfn> {
-        self.cache.get(&entry).copied()
+        self.device(entry.swap_type()).ok()?.cached(entry.offset())
     }
 
     /// The cache's entries, in entry order.
     pub fn swap_cache(&self) -> impl Iterator<Item = (SwpEntry, Pfn)> + '_ {
-        self.cache.iter().map(|(&e, &p)| (e, p))
+        self.devices().flat_map(|d| {
+            let t = d.swap_type();
+            d.cached_pages().map(move |(o, p)| (SwpEntry::for_slot(t, o), p))
+        })
     }
 
     /// Number of pages in the swap cache.
     pub fn swap_cache_len(&self) -> usize {
-        self.cache.len()
+        self.cached
     }
 
     /// The entry a swap-cache page is cached under, checked against the
@@ -89,7 +93,7 @@ impl Swap {
         }
         let entry = SwpEntry::from_raw(desc.private)
             .map_err(|_| SwapError::BadPrivate { pfn, private: desc.private })?;
-        if self.cache.get(&entry) != Some(&pfn) {
+        if self.lookup_swap_cache(entry) != Some(pfn) {
             return Err(SwapError::CacheMismatch { entry, pfn });
         }
         Ok(entry)
@@ -108,7 +112,8 @@ impl Swap {
         let desc = pages.get_mut(pfn)?;
         desc.flags.remove(PageFlags::SWAPCACHE);
         desc.private = 0;
-        self.cache.remove(&entry);
+        self.device_mut(entry.swap_type())?.set_cached(entry.offset(), None);
+        self.cached -= 1;
         Ok(entry)
     }
 

@@ -39,7 +39,20 @@ impl Swap {
 
     /// The device of `swap_type`.
     pub fn device(&self, swap_type: u8) -> Result<&SwapDevice, SwapError> {
-        self.devices.get(&swap_type).ok_or(SwapError::NoSuchDevice(swap_type))
+        // A match rather than `ok_or`: every slot operation looks its
+        // device up, and an eagerly built error costs a drop each time.
+        match self.devices.get(&swap_type) {
+            Some(d) => Ok(d),
+            None => Err(SwapError::NoSuchDevice(swap_type)),
+        }
+    }
+
+    /// The device of `swap_type`, for update.
+    pub(crate) fn device_mut(&mut self, swap_type: u8) -> Result<&mut SwapDevice, SwapError> {
+        match self.devices.get_mut(&swap_type) {
+            Some(d) => Ok(d),
+            None => Err(SwapError::NoSuchDevice(swap_type)),
+        }
     }
 
     /// Active devices, lowest type first.
@@ -48,8 +61,7 @@ impl Swap {
     }
 
     fn map_mut(&mut self, entry: SwpEntry) -> Result<&mut SwapMap, SwapError> {
-        let t = entry.swap_type();
-        Ok(self.devices.get_mut(&t).ok_or(SwapError::NoSuchDevice(t))?.swap_map_mut())
+        Ok(self.device_mut(entry.swap_type())?.swap_map_mut())
     }
 
     fn map(&self, entry: SwpEntry) -> Result<&SwapMap, SwapError> {
@@ -78,7 +90,7 @@ impl Swap {
     /// Allocates the lowest free slot of one device, with SWAP_HAS_CACHE
     /// (`get_swap_page_of_type`).
     pub fn get_swap_page_of_type(&mut self, swap_type: u8) -> Result<SwpEntry, SwapError> {
-        let dev = self.devices.get_mut(&swap_type).ok_or(SwapError::NoSuchDevice(swap_type))?;
+        let dev = self.device_mut(swap_type)?;
         let offset = dev.swap_map_mut().alloc()?;
         Ok(SwpEntry::for_slot(swap_type, offset))
     }

@@ -253,3 +253,50 @@ fn free_swap_and_cache_reclaims_an_unmapped_cached_page() {
     assert_eq!(swap.nr_swap_pages(), 63);
     assert_eq!(swap.swap_cache_len(), 0);
 }
+
+#[test]
+fn exclusive_page_io_moves_the_same_bytes_and_the_cache_lists_in_entry_order() {
+    let mut phys = Phys::new(8 * PAGE_SIZE).unwrap();
+    let mut swap = Swap::new();
+    swap.swapon(SwapDevice::anonymous(1, 16).unwrap()).unwrap();
+    swap.swapon(SwapDevice::anonymous(0, 16).unwrap()).unwrap();
+    let (p, q, r) = (phys.alloc(0).unwrap(), phys.alloc(0).unwrap(), phys.alloc(0).unwrap());
+    phys.mem.write_frame_bytes(p, &pattern(7)).unwrap();
+    phys.mem.write_frame_bytes(q, &pattern(8)).unwrap();
+    // Type 0 fills first; the second device takes the next pages.
+    let a = swap.add_to_swap(p, &mut phys.pages).unwrap();
+    let b = swap.get_swap_page_of_type(1).unwrap();
+    swap.add_to_swap_cache(b, q, &mut phys.pages).unwrap();
+    assert_eq!((a.swap_type(), b.swap_type()), (0, 1));
+    assert_eq!(swap.swap_cache().collect::<Vec<_>>(), vec![(a, p), (b, q)]);
+    assert_eq!(swap.swap_cache_len(), 2);
+    // The bulk write and the word-by-word write leave the same slot.
+    swap.swap_writepage_exclusive(p, &mut phys.mem, &phys.pages).unwrap();
+    let mut slot = [0u8; PAGE_SIZE as usize];
+    swap.read_slot_bytes(a, &mut slot).unwrap();
+    assert_eq!(slot, pattern(7));
+    swap.swap_writepage(q, &phys.mem, &phys.pages).unwrap();
+    swap.read_slot_bytes(b, &mut slot).unwrap();
+    assert_eq!(slot, pattern(8));
+    // Read back into a fresh page through the bulk path.
+    let released = swap.__delete_from_swap_cache(p, &mut phys.pages).unwrap();
+    assert_eq!(released, a);
+    assert_eq!(swap.lookup_swap_cache(a), None);
+    assert_eq!(swap.swap_cache().collect::<Vec<_>>(), vec![(b, q)]);
+    swap.add_to_swap_cache(a, r, &mut phys.pages).unwrap();
+    swap.swap_readpage_exclusive(r, &mut phys.mem, &mut phys.pages).unwrap();
+    assert_eq!(frame(&phys, r), pattern(7));
+    assert!(phys.pages.get(r).unwrap().flags.contains(PageFlags::UPTODATE));
+    assert_eq!(swap.lookup_swap_cache(a), Some(r));
+    // Errors leave the cache as it was.
+    assert!(matches!(
+        swap.swap_writepage_exclusive(p, &mut phys.mem, &phys.pages),
+        Err(SwapError::PageNotInSwapCache(x)) if x == p
+    ));
+    assert!(matches!(
+        swap.add_to_swap_cache(a, p, &mut phys.pages),
+        Err(SwapError::CacheExists(x)) if x == a
+    ));
+    assert_eq!(swap.swap_cache().collect::<Vec<_>>(), vec![(a, r), (b, q)]);
+    assert_eq!(swap.swap_cache_len(), 2);
+}
