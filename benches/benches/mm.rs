@@ -1,33 +1,58 @@
 //! mm: Linux's fault, fork and reclaim paths in ptemu, next to the host
-//! kernel doing the same work in the same run.
+//! kernel doing the same work and to the memory floor, in the same run.
 //!
-//! Each ptemu function times one operation per iteration on the 6.18 era
-//! (the host's own): `anon_write_fault` a write to an untouched page,
-//! `cow_fault` a write to a page shared with a forked child,
-//! `fork_populated_1g` a fork of a process with 262144 present pages, and
-//! `swap_out_in` the reclaim of one page and the read that brings it back.
-//! Set-up and teardown (populating, exiting) stay outside the timed part.
+//! Group `mm`, one operation per iteration on the 6.18 era (the host's own):
 //!
-//! The `host` functions run benches/host/mmhost.c, compiled here with `cc`:
-//! it does the same operations on the running kernel and reports the time
-//! spent in them alone. `swap_out_in/host` needs swap: when run as root with
-//! no swap active it creates, activates and afterwards removes a 256 MiB
-//! swap file in the temporary directory; otherwise it is skipped with a
-//! message.
+//! - `floor_clear` / `floor_copy`: zeroing one cold frame of phys memory,
+//!   and copying one cold frame to another, with the very calls the fault
+//!   paths make (`zero_frame_exclusive`, `copy_frame_exclusive`), on frames
+//!   in the order the allocator hands them out, in batches laid out like
+//!   the fault benchmarks' (see [`REGION`]).
+//! - `anon_write_fault`: a write to an untouched page; `cow_fault` a write
+//!   to a page shared with a forked child; `swap_out_in` the reclaim of one
+//!   page and the read that brings it back.
+//! - `fork_populated_1g` / `munmap_populated_1g`: fork, and munmap, of a
+//!   process with 262144 present 4 KiB pages (1 GiB): David Hildenbrand's
+//!   fork and munmap measurements of order-0 memory.
+//! - `page_fault1`: will-it-scale's page_fault1 loop, one process: mmap
+//!   128 MiB, write every page, munmap; throughput in pages.
+//!
+//! Group `mm_curve`: write faults, COW faults and fork over 1 MiB to 1 GiB
+//! of touched memory, throughput in pages, so that the cost per page can be
+//! read off across sizes.
+//!
+//! Set-up and teardown (populating, forking for a COW batch, exiting) stay
+//! outside the timed part. The `host` functions run benches/host/mmhost.c,
+//! compiled here with `cc`: it does the same operations on the running
+//! kernel and reports the time spent in them alone. `swap_out_in/host`
+//! needs swap: when run as root with no swap active it creates, activates
+//! and afterwards removes a 256 MiB swap file in the temporary directory;
+//! otherwise it is skipped with a message.
 #![allow(missing_docs)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use mm::{Era, Machine, MachineConfig, Outcome, Pid, Prot};
+use pgtable::Pfn;
+use phys::{FrameAllocator, PageDescs, PhysMemory};
 
 const V: u64 = 0x7f00_0000_0000;
-/// Pages per fresh address space in the fault benchmarks.
-const BATCH: u64 = 1 << 15;
-/// Pages of the fork benchmark's process: 1 GiB.
-const FORK_PAGES: u64 = 262_144;
+/// Pages per batch of the single-fault benchmarks and of the floors: 512
+/// MiB, more than this machine's caches (4 MiB of L2; the VM reports a
+/// 480 MiB L3 shared with the rest of the host). A batch reuses the frames
+/// of the one before it, so by the time a fault (or the floor) reaches a
+/// frame, a whole batch of other memory has been touched since that frame
+/// was: every frame is cold.
+const REGION: u64 = 1 << 17;
+/// Pages of the fork and munmap benchmarks' process: 1 GiB.
+const GIB_PAGES: u64 = 262_144;
+/// Pages of will-it-scale's page_fault1 mapping (MEMSIZE, 128 MiB).
+const PF1_PAGES: u64 = 32_768;
+/// Spare frames for page tables and the zero page beside a batch.
+const SLACK: u64 = (16 << 20) / 4096;
 
 fn done<T>(o: Outcome<T>) -> T {
     match o {
@@ -37,8 +62,10 @@ fn done<T>(o: Outcome<T>) -> T {
     }
 }
 
-fn machine(memory: u64, swap: u64) -> Machine {
-    let m = Machine::new(MachineConfig::new(Era::V6_18).memory(memory).swap(vec![swap]))
+/// A 6.18 machine of `pages` frames, every frame touched once so that the
+/// host's first-touch faults are not timed.
+fn machine(pages: u64, swap: u64) -> Machine {
+    let m = Machine::new(MachineConfig::new(Era::V6_18).memory(pages * 4096).swap(vec![swap]))
         .expect("machine");
     m.populate_memory().expect("populate");
     m
@@ -60,29 +87,59 @@ fn process(m: &mut Machine, pages: u64, touch: bool) -> Pid {
     p
 }
 
-/// Runs `iters` timed operations in batches of fresh state: `setup` makes
-/// a batch's state (untimed), `op(state, i)` is timed, `teardown` untimed.
-fn batched<S>(
+/// `iters` split into batches of at most `max`, all of nearly the same
+/// size (so that no batch is much shorter than the one before it, whose
+/// frames it reuses).
+fn batch_sizes(iters: u64, max: u64) -> impl Iterator<Item = u64> {
+    let k = iters.div_ceil(max).max(1);
+    (0..k).map(move |j| iters / k + u64::from(j < iters % k)).filter(|&n| n > 0)
+}
+
+/// Runs `iters` timed operations in batches on one long-lived state `m`:
+/// `setup(m, n)` prepares a batch (untimed), `op(m, &b, i)` is timed,
+/// `teardown(m, b)` untimed.
+fn batched<M, B>(
+    m: &mut M,
     iters: u64,
-    batch: u64,
-    mut setup: impl FnMut(u64) -> S,
-    mut op: impl FnMut(&mut S, u64),
-    mut teardown: impl FnMut(S),
+    max: u64,
+    mut setup: impl FnMut(&mut M, u64) -> B,
+    mut op: impl FnMut(&mut M, &B, u64),
+    mut teardown: impl FnMut(&mut M, B),
 ) -> Duration {
     let mut total = Duration::ZERO;
-    let mut left = iters;
-    while left > 0 {
-        let n = left.min(batch);
-        let mut s = setup(n);
+    for n in batch_sizes(iters, max) {
+        let b = setup(m, n);
         let t = Instant::now();
         for i in 0..n {
-            op(&mut s, i);
+            op(m, &b, i);
         }
         total += t.elapsed();
-        teardown(s);
-        left -= n;
+        teardown(m, b);
     }
     total
+}
+
+/// The floor's memory: a phys memory of the same size as the fault
+/// benchmark's machine, touched once, and the frames its allocator hands
+/// out, in that order (after the zero page, which a machine takes first).
+struct Floor {
+    mem: PhysMemory,
+    frames: Vec<Pfn>,
+}
+
+impl Floor {
+    fn new(pages: u64, take: u64) -> Self {
+        let mut mem = PhysMemory::new(pages * 4096).expect("phys");
+        let mut descs = PageDescs::try_new(mem.frames()).expect("descs");
+        let mut alloc = FrameAllocator::try_new(&mut descs).expect("allocator");
+        let _zero_page = alloc.alloc(0, &mut descs).expect("zero page");
+        let frames: Vec<Pfn> =
+            (0..take).map(|_| alloc.alloc(0, &mut descs).expect("frame")).collect();
+        for f in 0..mem.frames() {
+            mem.zero_frame_exclusive(Pfn(f)).expect("populate");
+        }
+        Floor { mem, frames }
+    }
 }
 
 /// The host reference program, compiled once.
@@ -119,6 +176,18 @@ impl Host {
         let s = String::from_utf8_lossy(&out.stdout);
         let ns: u64 = s.trim().strip_prefix("ns=")?.parse().ok()?;
         Some(Duration::from_nanos(ns))
+    }
+
+    /// `run` over batches of at most `max` iterations, `pages` per batch
+    /// given by `pages_for(n)`.
+    fn run_batched(
+        &self,
+        mode: &str,
+        iters: u64,
+        max: u64,
+        pages_for: impl Fn(u64) -> u64,
+    ) -> Duration {
+        batch_sizes(iters, max).map(|n| self.run(mode, pages_for(n), n).expect("host run")).sum()
     }
 }
 
@@ -169,80 +238,127 @@ impl Drop for HostSwap {
     }
 }
 
-fn bench_mm(c: &mut Criterion) {
-    let host = Host::build();
-    let mut g = c.benchmark_group("mm");
-    g.sample_size(20);
+/// Frames of the write-fault machine: a batch, its page tables, slack.
+const WRITE_FRAMES: u64 = REGION + SLACK;
+/// Frames of the COW machine: the parent's batch, the child's copies.
+const COW_FRAMES: u64 = 2 * REGION + SLACK;
 
-    g.bench_function("anon_write_fault/ptemu", |b| {
-        b.iter_custom(|iters| {
-            batched(
-                iters,
-                BATCH,
-                |n| {
-                    let mut m = machine((n + 1024) * 4096 + (16 << 20), 1 << 20);
-                    let p = process(&mut m, n, false);
-                    (m, p)
-                },
-                |(m, p), i| done(m.write(*p, V + i * 4096, 1).expect("fault")),
-                drop,
-            )
-        })
-    });
+fn bench_single(c: &mut Criterion, host: &Host) {
+    let mut g = c.benchmark_group("mm");
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(4));
+
+    {
+        let mut f = Floor::new(WRITE_FRAMES, REGION);
+        g.bench_function("floor_clear", |b| {
+            b.iter_custom(|iters| {
+                batched(
+                    &mut f,
+                    iters,
+                    REGION,
+                    |_, _| (),
+                    |f, (), i| {
+                        let pfn = f.frames[i as usize];
+                        f.mem.zero_frame_exclusive(pfn).expect("zero");
+                    },
+                    |_, ()| (),
+                )
+            })
+        });
+    }
+    {
+        let mut m = machine(WRITE_FRAMES, 1 << 20);
+        g.bench_function("anon_write_fault/ptemu", |b| {
+            b.iter_custom(|iters| {
+                batched(
+                    &mut m,
+                    iters,
+                    REGION,
+                    |m, n| process(m, n, false),
+                    |m, &p, i| done(m.write(p, V + i * 4096, 1).expect("fault")),
+                    |m, p| done(m.exit(p).expect("exit")),
+                )
+            })
+        });
+    }
     if host.bin.is_some() {
         g.bench_function("anon_write_fault/host", |b| {
-            b.iter_custom(|iters| host.run("anon_write_fault", 0, iters).expect("host run"))
+            b.iter_custom(|iters| host.run_batched("anon_write_fault", iters, REGION, |_| 0))
         });
     }
 
-    g.bench_function("cow_fault/ptemu", |b| {
-        b.iter_custom(|iters| {
-            batched(
-                iters,
-                BATCH,
-                |n| {
-                    let mut m = machine((2 * n + 1024) * 4096 + (16 << 20), 1 << 20);
-                    let p = process(&mut m, n, true);
-                    let child = done(m.fork(p).expect("fork"));
-                    (m, child)
-                },
-                |(m, c), i| done(m.write(*c, V + i * 4096, 2).expect("cow")),
-                drop,
-            )
-        })
-    });
+    {
+        let mut f = Floor::new(COW_FRAMES, 2 * REGION);
+        g.bench_function("floor_copy", |b| {
+            b.iter_custom(|iters| {
+                batched(
+                    &mut f,
+                    iters,
+                    REGION,
+                    |f, n| {
+                        // The parent's pages, written before the fork.
+                        for &src in &f.frames[..n as usize] {
+                            f.mem.zero_frame_exclusive(src).expect("zero");
+                        }
+                    },
+                    |f, (), i| {
+                        let (src, dst) = (f.frames[i as usize], f.frames[(REGION + i) as usize]);
+                        f.mem.copy_frame_exclusive(dst, src).expect("copy");
+                    },
+                    |_, ()| (),
+                )
+            })
+        });
+    }
+    {
+        let mut m = machine(COW_FRAMES, 1 << 20);
+        g.bench_function("cow_fault/ptemu", |b| {
+            b.iter_custom(|iters| {
+                batched(
+                    &mut m,
+                    iters,
+                    REGION,
+                    |m, n| {
+                        let p = process(m, n, true);
+                        let child = done(m.fork(p).expect("fork"));
+                        (p, child)
+                    },
+                    |m, &(_, c), i| done(m.write(c, V + i * 4096, 2).expect("cow")),
+                    |m, (p, c)| {
+                        done(m.exit(c).expect("exit"));
+                        done(m.exit(p).expect("exit"));
+                    },
+                )
+            })
+        });
+    }
     if host.bin.is_some() {
         g.bench_function("cow_fault/host", |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                let mut left = iters;
-                while left > 0 {
-                    let n = left.min(BATCH);
-                    total += host.run("cow_fault", n, n).expect("host run");
-                    left -= n;
-                }
-                total
-            })
+            b.iter_custom(|iters| host.run_batched("cow_fault", iters, REGION, |n| n))
         });
     }
 
     g.bench_function("swap_out_in/ptemu", |b| {
         b.iter_custom(|iters| {
-            batched(
-                iters,
-                4096,
-                |n| {
-                    let mut m = machine((n + 1024) * 4096 + (16 << 20), (n + 16) * 4096);
-                    let p = process(&mut m, n, true);
-                    (m, p)
-                },
-                |(m, p), i| {
-                    let va = V + i * 4096;
-                    done(m.reclaim(*p, va, 4096, false).expect("reclaim"));
-                    done(m.read(*p, va).expect("swap in"));
-                },
-                drop,
-            )
+            let mut total = Duration::ZERO;
+            for n in batch_sizes(iters, 4096) {
+                let mut m = machine(n + 1024 + SLACK, (n + 16) * 4096);
+                let p = process(&mut m, n, true);
+                total += batched(
+                    &mut m,
+                    n,
+                    n,
+                    |_, _| (),
+                    |m, (), i| {
+                        let va = V + i * 4096;
+                        done(m.reclaim(p, va, 4096, false).expect("reclaim"));
+                        done(m.read(p, va).expect("swap in"));
+                    },
+                    |_, ()| (),
+                );
+            }
+            total
         })
     });
     if host.bin.is_some() {
@@ -251,28 +367,23 @@ fn bench_mm(c: &mut Criterion) {
             || std::fs::read_to_string("/proc/swaps").is_ok_and(|s| s.lines().count() > 1);
         if active && host.run("swap_out_in", 0, 1).is_some() {
             g.bench_function("swap_out_in/host", |b| {
-                b.iter_custom(|iters| {
-                    let mut total = Duration::ZERO;
-                    let mut left = iters;
-                    while left > 0 {
-                        let n = left.min(4096);
-                        total += host.run("swap_out_in", 0, n).expect("host run");
-                        left -= n;
-                    }
-                    total
-                })
+                b.iter_custom(|iters| host.run_batched("swap_out_in", iters, 4096, |_| 0))
             });
         }
         drop(swap);
     }
     g.finish();
+}
 
+/// Hildenbrand's fork and munmap of 1 GiB, and will-it-scale's page_fault1.
+fn bench_standard(c: &mut Criterion, host: &Host) {
     let mut g = c.benchmark_group("mm");
     g.sample_size(10);
-    g.measurement_time(Duration::from_secs(20));
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(10));
     {
-        let mut m = machine((FORK_PAGES + 8192) * 4096 + (64 << 20), 1 << 20);
-        let p = process(&mut m, FORK_PAGES, true);
+        let mut m = machine(GIB_PAGES + 2 * SLACK, 1 << 20);
+        let p = process(&mut m, GIB_PAGES, true);
         g.bench_function("fork_populated_1g/ptemu", |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
@@ -285,13 +396,126 @@ fn bench_mm(c: &mut Criterion) {
                 total
             })
         });
+        done(m.exit(p).expect("exit"));
+        g.bench_function("munmap_populated_1g/ptemu", |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let q = process(&mut m, GIB_PAGES, true);
+                    let t = Instant::now();
+                    done(m.munmap(q, V, GIB_PAGES * 4096).expect("munmap"));
+                    total += t.elapsed();
+                    done(m.exit(q).expect("exit"));
+                }
+                total
+            })
+        });
     }
     if host.bin.is_some() {
         g.bench_function("fork_populated_1g/host", |b| {
-            b.iter_custom(|iters| host.run("fork", FORK_PAGES, iters).expect("host run"))
+            b.iter_custom(|iters| host.run("fork", GIB_PAGES, iters).expect("host run"))
+        });
+        g.bench_function("munmap_populated_1g/host", |b| {
+            b.iter_custom(|iters| host.run("munmap", GIB_PAGES, iters).expect("host run"))
+        });
+    }
+
+    g.throughput(Throughput::Elements(PF1_PAGES));
+    g.measurement_time(Duration::from_secs(4));
+    {
+        let mut m = machine(PF1_PAGES + SLACK, 1 << 20);
+        let p = m.spawn().expect("spawn");
+        g.bench_function("page_fault1/ptemu", |b| {
+            b.iter_custom(|iters| {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    m.mmap(p, V, PF1_PAGES * 4096, Prot::Rw).expect("mmap");
+                    for i in 0..PF1_PAGES {
+                        done(m.write(p, V + i * 4096, 0).expect("fault"));
+                    }
+                    done(m.munmap(p, V, PF1_PAGES * 4096).expect("munmap"));
+                }
+                t.elapsed()
+            })
+        });
+    }
+    if host.bin.is_some() {
+        g.bench_function("page_fault1/host", |b| {
+            b.iter_custom(|iters| host.run("page_fault1", PF1_PAGES, iters).expect("host run"))
         });
     }
     g.finish();
+}
+
+/// Touched memory of the cost curve, in MiB.
+const CURVE_MIB: [u64; 6] = [1, 4, 16, 64, 256, 1024];
+
+/// Write faults, COW faults and fork over 1 MiB to 1 GiB.
+fn bench_curve(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mm_curve");
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(3));
+    // Room for a 1 GiB parent, its child's 1 GiB of copies and both
+    // processes' page tables.
+    let mut m = machine(2 * GIB_PAGES + 2 * SLACK, 1 << 20);
+    for mib in CURVE_MIB {
+        let pages = mib << 8;
+        g.throughput(Throughput::Elements(pages));
+        let id = |f: &str| BenchmarkId::new(f, format!("{mib}MiB"));
+        g.bench_function(id("write_fault"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let p = process(&mut m, pages, false);
+                    let t = Instant::now();
+                    for i in 0..pages {
+                        done(m.write(p, V + i * 4096, 1).expect("fault"));
+                    }
+                    total += t.elapsed();
+                    done(m.exit(p).expect("exit"));
+                }
+                total
+            })
+        });
+        let parent = process(&mut m, pages, true);
+        g.bench_function(id("cow_fault"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let child = done(m.fork(parent).expect("fork"));
+                    let t = Instant::now();
+                    for i in 0..pages {
+                        done(m.write(child, V + i * 4096, 2).expect("cow"));
+                    }
+                    total += t.elapsed();
+                    done(m.exit(child).expect("exit"));
+                }
+                total
+            })
+        });
+        g.bench_function(id("fork"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let t = Instant::now();
+                    let child = done(m.fork(parent).expect("fork"));
+                    total += t.elapsed();
+                    done(m.exit(child).expect("exit"));
+                }
+                total
+            })
+        });
+        done(m.exit(parent).expect("exit"));
+    }
+    g.finish();
+}
+
+fn bench_mm(c: &mut Criterion) {
+    let host = Host::build();
+    bench_single(c, &host);
+    bench_standard(c, &host);
+    bench_curve(c);
 }
 
 criterion_group!(benches, bench_mm);

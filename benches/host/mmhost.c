@@ -9,6 +9,9 @@
  *   swap_out_in       populate ITERS pages, MADV_PAGEOUT each and read it
  *                     back (needs active swap; exits 3 when a page did not
  *                     reach swap)
+ *   munmap            ITERS times: populate PAGES, time their munmap
+ *   page_fault1       ITERS times will-it-scale's page_fault1 loop: mmap
+ *                     PAGES, write one byte to each page, munmap (all timed)
  * Prints "ns=N": the time spent in the measured operations only.
  *
  * Regions are MADV_NOHUGEPAGE so every fault is a 4 KiB one, as in ptemu.
@@ -140,6 +143,23 @@ int main(int argc, char **argv)
 			total += now_ns() - t;
 		}
 		(void)sink;
+	} else if (!strcmp(mode, "munmap")) {
+		for (size_t i = 0; i < iters; i++) {
+			volatile char *r = region(pages);
+			populate(r, pages);
+			uint64_t t = now_ns();
+			munmap((void *)r, pages * 4096);
+			total += now_ns() - t;
+		}
+	} else if (!strcmp(mode, "page_fault1")) {
+		uint64_t t = now_ns();
+		for (size_t i = 0; i < iters; i++) {
+			volatile char *r = region(pages);
+			for (size_t k = 0; k < pages; k++)
+				r[k * 4096] = 0;
+			munmap((void *)r, pages * 4096);
+		}
+		total = now_ns() - t;
 	} else {
 		fprintf(stderr, "unknown mode %s\n", mode);
 		return 2;
