@@ -107,17 +107,20 @@ impl PhysMemory {
     }
 
     /// Atomically loads the word at `pa` (8-byte aligned).
+    #[inline]
     pub fn load(&self, pa: PhysAddr) -> Result<u64, MemError> {
         self.region.load_u64(pa.as_u64()).map_err(|e| word_error(e, pa, self.size()))
     }
 
     /// Atomically stores `value` at `pa` (8-byte aligned).
+    #[inline]
     pub fn store(&self, pa: PhysAddr, value: u64) -> Result<(), MemError> {
         self.region.store_u64(pa.as_u64(), value).map_err(|e| word_error(e, pa, self.size()))
     }
 
     /// Atomic compare-exchange of the word at `pa`: `Ok(Ok(current))` if it
     /// stored `new`, `Ok(Err(actual))` if the word was not `current`.
+    #[inline]
     pub fn cmpxchg(
         &self,
         pa: PhysAddr,
@@ -130,6 +133,7 @@ impl PhysMemory {
     }
 
     /// Byte offset of frame `pfn`, if it exists.
+    #[inline]
     fn frame_offset(&self, pfn: Pfn) -> Result<u64, PhysError> {
         if pfn.as_u64() < self.frames() {
             Ok(pfn.as_u64() * PAGE_SIZE)
@@ -174,6 +178,7 @@ impl PhysMemory {
     /// Same result as [`Self::zero_frame`] without a store per word; `&mut`
     /// keeps every other thread off the memory meanwhile (see
     /// [`MappedRegion::fill_zero_exclusive`]).
+    #[inline]
     pub fn zero_frame_exclusive(&mut self, pfn: Pfn) -> Result<(), PhysError> {
         let at = self.frame_offset(pfn)?;
         self.region.fill_zero_exclusive(at, PAGE_SIZE)
@@ -183,6 +188,7 @@ impl PhysMemory {
     /// a `dst` the caller owns exclusively (a copy-on-write's new page, not
     /// yet mapped) and a `src` nobody writes meanwhile. Same result as
     /// [`Self::copy_frame`]; `dst == src` leaves the frame as it is.
+    #[inline]
     pub fn copy_frame_exclusive(&mut self, dst: Pfn, src: Pfn) -> Result<(), PhysError> {
         let (d, s) = (self.frame_offset(dst)?, self.frame_offset(src)?);
         self.region.copy_exclusive(d, s, PAGE_SIZE)
@@ -212,14 +218,17 @@ impl PhysMemory {
 }
 
 impl PhysMem for PhysMemory {
+    #[inline]
     fn read_u64(&self, pa: PhysAddr) -> Result<u64, MemError> {
         self.load(pa)
     }
 
+    #[inline]
     fn write_u64(&mut self, pa: PhysAddr, value: u64) -> Result<(), MemError> {
         self.store(pa, value)
     }
 
+    #[inline]
     fn compare_exchange_u64(
         &mut self,
         pa: PhysAddr,
@@ -237,14 +246,17 @@ impl PhysMem for PhysMemory {
 /// Shared access: every word operation is atomic, so several walkers (or a
 /// walker and a vCPU) may use the same memory at once.
 impl PhysMem for &PhysMemory {
+    #[inline]
     fn read_u64(&self, pa: PhysAddr) -> Result<u64, MemError> {
         self.load(pa)
     }
 
+    #[inline]
     fn write_u64(&mut self, pa: PhysAddr, value: u64) -> Result<(), MemError> {
         self.store(pa, value)
     }
 
+    #[inline]
     fn compare_exchange_u64(
         &mut self,
         pa: PhysAddr,

@@ -113,12 +113,14 @@ impl PageDescs {
     }
 
     /// The descriptor of `pfn`.
+    #[inline]
     pub fn get(&self, pfn: Pfn) -> Result<&PageDesc, PhysError> {
         let n = self.descs.len() as u64;
         self.descs.get(pfn.as_usize()).ok_or(PhysError::NoSuchFrame { pfn, frames: n })
     }
 
     /// The descriptor of `pfn`, for update.
+    #[inline]
     pub fn get_mut(&mut self, pfn: Pfn) -> Result<&mut PageDesc, PhysError> {
         let n = self.descs.len() as u64;
         self.descs.get_mut(pfn.as_usize()).ok_or(PhysError::NoSuchFrame { pfn, frames: n })

@@ -169,6 +169,7 @@ impl MappedRegion {
     }
 
     /// Checks that `offset..offset+len` lies inside the region.
+    #[inline]
     pub fn check_range(&self, offset: u64, len: u64) -> Result<(), PhysError> {
         match offset.checked_add(len) {
             Some(end) if end <= self.size => Ok(()),
@@ -176,6 +177,7 @@ impl MappedRegion {
         }
     }
 
+    #[inline]
     fn check_word(&self, offset: u64) -> Result<(), PhysError> {
         if offset % 8 != 0 {
             return Err(PhysError::Unaligned(offset));
@@ -184,6 +186,7 @@ impl MappedRegion {
     }
 
     /// The atomic word at `offset`. Callers have checked alignment and range.
+    #[inline]
     fn word(&self, offset: u64) -> &AtomicU64 {
         debug_assert!(offset % 8 == 0 && offset + 8 <= self.size);
         // The mapping is page aligned and `offset` is a multiple of 8 inside
@@ -201,6 +204,7 @@ impl MappedRegion {
     }
 
     /// The atomic byte at `offset`. Callers have checked the range.
+    #[inline]
     fn byte(&self, offset: u64) -> &AtomicU8 {
         debug_assert!(offset < self.size);
         let ptr = self.map.as_mut_ptr().wrapping_add(offset as usize);
@@ -211,12 +215,14 @@ impl MappedRegion {
     }
 
     /// Loads the little-endian word at `offset` (acquire).
+    #[inline]
     pub fn load_u64(&self, offset: u64) -> Result<u64, PhysError> {
         self.check_word(offset)?;
         Ok(u64::from_le(self.word(offset).load(Ordering::Acquire)))
     }
 
     /// Stores the little-endian word `value` at `offset` (release).
+    #[inline]
     pub fn store_u64(&self, offset: u64, value: u64) -> Result<(), PhysError> {
         self.check_word(offset)?;
         self.word(offset).store(value.to_le(), Ordering::Release);
@@ -225,6 +231,7 @@ impl MappedRegion {
 
     /// Stores `new` at `offset` if the word there is `current`, atomically.
     /// `Ok(Ok(current))` when it stored, `Ok(Err(actual))` when it did not.
+    #[inline]
     pub fn compare_exchange_u64(
         &self,
         offset: u64,
@@ -300,6 +307,7 @@ impl MappedRegion {
     /// Same result as [`Self::fill_zero`], several times faster on a whole
     /// frame: no per-word atomic store. `&mut self` keeps every other thread
     /// of this process off the region for the duration of the call.
+    #[inline]
     pub fn fill_zero_exclusive(&mut self, offset: u64, len: u64) -> Result<(), PhysError> {
         self.check_range(offset, len)?;
         // In bounds (checked above) and `offset + len <= size`, which fit
@@ -325,6 +333,7 @@ impl MappedRegion {
     /// exclusively (a frame just allocated for a copy-on-write) and a source
     /// nobody writes during the call. Overlapping ranges are copied as
     /// `memmove` would. Same result as [`Self::copy_from`] with `src = self`.
+    #[inline]
     pub fn copy_exclusive(
         &mut self,
         dst_offset: u64,
