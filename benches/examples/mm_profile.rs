@@ -3,10 +3,11 @@
 //! `valgrind --tool=callgrind --toggle-collect=...` or a perf report under
 //! those symbols sees only the faults):
 //!
-//! `mm_profile write|cow|swap [PAGES]` (20000 pages by default); prints the
-//! wall time per page of the measured part. For instance
-//! `valgrind --tool=callgrind --toggle-collect='*Machine>::write'
-//! target/release/examples/mm_profile write`.
+//! `mm_profile write|cow|swap [PAGES [ROUNDS]]` (20000 pages, one round by
+//! default; each round a new process); prints the
+//! thread CPU time per page of the measured part. For instance
+//! `MM_PROFILE_CLOCK=wall valgrind --tool=callgrind
+//! --toggle-collect='*Machine>::write' target/release/examples/mm_profile write`.
 #![allow(missing_docs)]
 
 use mm::{Era, Machine, MachineConfig, Outcome, Prot};
@@ -21,10 +22,27 @@ fn done<T>(o: Outcome<T>) -> T {
     }
 }
 
+/// The thread's CPU time (user and kernel), which other processes on a
+/// shared machine do not inflate; wall time since the first call when
+/// `MM_PROFILE_CLOCK=wall` (needed under valgrind, where rustix's vDSO
+/// lookup for clock_gettime does not run).
+fn cpu() -> std::time::Duration {
+    static START: std::sync::OnceLock<Option<std::time::Instant>> = std::sync::OnceLock::new();
+    let wall = START.get_or_init(|| {
+        (std::env::var("MM_PROFILE_CLOCK").as_deref() == Ok("wall")).then(std::time::Instant::now)
+    });
+    if let Some(s) = wall {
+        return s.elapsed();
+    }
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    std::time::Duration::new(t.tv_sec.unsigned_abs(), t.tv_nsec as u32)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mode = args.get(1).map_or("write", String::as_str);
     let pages: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20_000);
+    let rounds: u32 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1);
     let mut m = Machine::new(
         MachineConfig::new(Era::V6_18)
             .memory((2 * pages + 8192) * 4096)
@@ -32,37 +50,44 @@ fn main() {
     )
     .expect("machine");
     m.populate_memory().expect("populate");
-    let p = m.spawn().expect("spawn");
-    m.mmap(p, V, pages * 4096, Prot::Rw).expect("mmap");
+    let off: u64 = std::env::var("OFF").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
     let touch = |m: &mut Machine, pid, v| {
         for i in 0..pages {
-            done(m.write(pid, V + i * 4096, v).expect("write"));
+            done(m.write(pid, V + i * 4096 + off, v).expect("write"));
         }
     };
-    let timed = match mode {
-        "write" => {
-            let t = std::time::Instant::now();
-            touch(&mut m, p, 1);
-            t.elapsed()
-        }
-        "cow" => {
-            touch(&mut m, p, 1);
-            let c = done(m.fork(p).expect("fork"));
-            let t = std::time::Instant::now();
-            touch(&mut m, c, 2);
-            t.elapsed()
-        }
-        "swap" => {
-            touch(&mut m, p, 1);
-            let t = std::time::Instant::now();
-            for i in 0..pages {
-                let va = V + i * 4096;
-                done(m.reclaim(p, va, 4096, false).expect("reclaim"));
-                done(m.read(p, va).expect("swap in"));
+    let mut timed = std::time::Duration::ZERO;
+    for _ in 0..rounds {
+        let p = m.spawn().expect("spawn");
+        m.mmap(p, V, pages * 4096, Prot::Rw).expect("mmap");
+        timed += match mode {
+            "write" => {
+                let t = cpu();
+                touch(&mut m, p, 1);
+                cpu() - t
             }
-            t.elapsed()
-        }
-        other => panic!("unknown mode {other}"),
-    };
-    eprintln!("{mode}: {} ns per page", timed.as_nanos() / u128::from(pages));
+            "cow" => {
+                touch(&mut m, p, 1);
+                let c = done(m.fork(p).expect("fork"));
+                let t = cpu();
+                touch(&mut m, c, 2);
+                let d = cpu() - t;
+                done(m.exit(c).expect("exit"));
+                d
+            }
+            "swap" => {
+                touch(&mut m, p, 1);
+                let t = cpu();
+                for i in 0..pages {
+                    let va = V + i * 4096;
+                    done(m.reclaim(p, va, 4096, false).expect("reclaim"));
+                    done(m.read(p, va).expect("swap in"));
+                }
+                cpu() - t
+            }
+            other => panic!("unknown mode {other}"),
+        };
+        done(m.exit(p).expect("exit"));
+    }
+    eprintln!("{mode}: {} ns per page", timed.as_nanos() / u128::from(pages * u64::from(rounds)));
 }
