@@ -115,15 +115,23 @@ impl PageDescs {
     /// The descriptor of `pfn`.
     #[inline]
     pub fn get(&self, pfn: Pfn) -> Result<&PageDesc, PhysError> {
+        // A match rather than `ok_or`: every fault looks descriptors up
+        // several times, and an eagerly built error costs a drop each time.
         let n = self.descs.len() as u64;
-        self.descs.get(pfn.as_usize()).ok_or(PhysError::NoSuchFrame { pfn, frames: n })
+        match self.descs.get(pfn.as_usize()) {
+            Some(d) => Ok(d),
+            None => Err(PhysError::NoSuchFrame { pfn, frames: n }),
+        }
     }
 
     /// The descriptor of `pfn`, for update.
     #[inline]
     pub fn get_mut(&mut self, pfn: Pfn) -> Result<&mut PageDesc, PhysError> {
         let n = self.descs.len() as u64;
-        self.descs.get_mut(pfn.as_usize()).ok_or(PhysError::NoSuchFrame { pfn, frames: n })
+        match self.descs.get_mut(pfn.as_usize()) {
+            Some(d) => Ok(d),
+            None => Err(PhysError::NoSuchFrame { pfn, frames: n }),
+        }
     }
 
     /// Every descriptor with its frame number, lowest frame first.
