@@ -290,11 +290,12 @@ fn bench_single(c: &mut Criterion, host: &Host) {
     g.measurement_time(Duration::from_secs(4));
 
     {
-        let mut f = Floor::new(WRITE_FRAMES, REGION);
+        let mut f = None;
         g.bench_function("floor_clear", |b| {
+            let f = f.get_or_insert_with(|| Floor::new(WRITE_FRAMES, REGION));
             b.iter_custom(|iters| {
                 batched(
-                    &mut f,
+                    &mut *f,
                     iters,
                     REGION,
                     |_, _| (),
@@ -308,11 +309,12 @@ fn bench_single(c: &mut Criterion, host: &Host) {
         });
     }
     {
-        let mut m = machine(WRITE_FRAMES, 1 << 20);
+        let mut m = None;
         g.bench_function("anon_write_fault/ptemu", |b| {
+            let m = m.get_or_insert_with(|| machine(WRITE_FRAMES, 1 << 20));
             b.iter_custom(|iters| {
                 batched(
-                    &mut m,
+                    &mut *m,
                     iters,
                     REGION,
                     |m, n| process(m, n, false),
@@ -329,11 +331,12 @@ fn bench_single(c: &mut Criterion, host: &Host) {
     }
 
     {
-        let mut f = Floor::new(COW_FRAMES, 2 * REGION);
+        let mut f = None;
         g.bench_function("floor_copy", |b| {
+            let f = f.get_or_insert_with(|| Floor::new(COW_FRAMES, 2 * REGION));
             b.iter_custom(|iters| {
                 batched(
-                    &mut f,
+                    &mut *f,
                     iters,
                     REGION,
                     |f, n| {
@@ -352,11 +355,12 @@ fn bench_single(c: &mut Criterion, host: &Host) {
         });
     }
     {
-        let mut m = machine(COW_FRAMES, 1 << 20);
+        let mut m = None;
         g.bench_function("cow_fault/ptemu", |b| {
+            let m = m.get_or_insert_with(|| machine(COW_FRAMES, 1 << 20));
             b.iter_custom(|iters| {
                 batched(
-                    &mut m,
+                    &mut *m,
                     iters,
                     REGION,
                     |m, n| {
@@ -422,9 +426,13 @@ fn bench_standard(c: &mut Criterion, host: &Host) {
     g.warm_up_time(Duration::from_secs(1));
     g.measurement_time(Duration::from_secs(10));
     {
-        let mut m = machine(GIB_PAGES + 2 * SLACK, 1 << 20);
-        let p = process(&mut m, GIB_PAGES, true);
+        // One machine for both; the fork's 1 GiB parent exits before the
+        // munmap benchmark maps its own 1 GiB.
+        let mut st: Option<(Machine, Option<Pid>)> = None;
         g.bench_function("fork_populated_1g/ptemu", |b| {
+            let (m, parent) =
+                st.get_or_insert_with(|| (machine(GIB_PAGES + 2 * SLACK, 1 << 20), None));
+            let p = *parent.get_or_insert_with(|| process(m, GIB_PAGES, true));
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
@@ -436,12 +444,16 @@ fn bench_standard(c: &mut Criterion, host: &Host) {
                 total
             })
         });
-        done(m.exit(p).expect("exit"));
         g.bench_function("munmap_populated_1g/ptemu", |b| {
+            let (m, parent) =
+                st.get_or_insert_with(|| (machine(GIB_PAGES + 2 * SLACK, 1 << 20), None));
+            if let Some(p) = parent.take() {
+                done(m.exit(p).expect("exit"));
+            }
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let q = process(&mut m, GIB_PAGES, true);
+                    let q = process(m, GIB_PAGES, true);
                     let t = Clock::now();
                     done(m.munmap(q, V, GIB_PAGES * 4096).expect("munmap"));
                     total += t.elapsed();
@@ -463,9 +475,14 @@ fn bench_standard(c: &mut Criterion, host: &Host) {
     g.throughput(Throughput::Elements(PF1_PAGES));
     g.measurement_time(Duration::from_secs(4));
     {
-        let mut m = machine(PF1_PAGES + SLACK, 1 << 20);
-        let p = m.spawn().expect("spawn");
+        let mut st = None;
         g.bench_function("page_fault1/ptemu", |b| {
+            let (m, p) = st.get_or_insert_with(|| {
+                let mut m = machine(PF1_PAGES + SLACK, 1 << 20);
+                let p = m.spawn().expect("spawn");
+                (m, p)
+            });
+            let p = *p;
             b.iter_custom(|iters| {
                 let t = Clock::now();
                 for _ in 0..iters {
@@ -498,16 +515,20 @@ fn bench_curve(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(3));
     // Room for a 1 GiB parent, its child's 1 GiB of copies and both
     // processes' page tables.
-    let mut m = machine(2 * GIB_PAGES + 2 * SLACK, 1 << 20);
+    let mut cm: Option<Machine> = None;
+    let new_machine = || machine(2 * GIB_PAGES + 2 * SLACK, 1 << 20);
     for mib in CURVE_MIB {
+        // The parent of the COW and fork runs, made when one of them runs.
+        let mut parent: Option<Pid> = None;
         let pages = mib << 8;
         g.throughput(Throughput::Elements(pages));
         let id = |f: &str| BenchmarkId::new(f, format!("{mib}MiB"));
         g.bench_function(id("write_fault"), |b| {
+            let m = cm.get_or_insert_with(new_machine);
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let p = process(&mut m, pages, false);
+                    let p = process(m, pages, false);
                     let t = Clock::now();
                     for i in 0..pages {
                         done(m.write(p, V + i * 4096, 1).expect("fault"));
@@ -518,8 +539,9 @@ fn bench_curve(c: &mut Criterion) {
                 total
             })
         });
-        let parent = process(&mut m, pages, true);
         g.bench_function(id("cow_fault"), |b| {
+            let m = cm.get_or_insert_with(new_machine);
+            let parent = *parent.get_or_insert_with(|| process(m, pages, true));
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
@@ -535,6 +557,8 @@ fn bench_curve(c: &mut Criterion) {
             })
         });
         g.bench_function(id("fork"), |b| {
+            let m = cm.get_or_insert_with(new_machine);
+            let parent = *parent.get_or_insert_with(|| process(m, pages, true));
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
@@ -546,7 +570,9 @@ fn bench_curve(c: &mut Criterion) {
                 total
             })
         });
-        done(m.exit(parent).expect("exit"));
+        if let (Some(m), Some(p)) = (cm.as_mut(), parent) {
+            done(m.exit(p).expect("exit"));
+        }
     }
     g.finish();
 }
