@@ -455,7 +455,7 @@ fn bench_standard(c: &mut Criterion, host: &Host) {
                 for _ in 0..iters {
                     let q = process(m, GIB_PAGES, true);
                     let t = Clock::now();
-                    done(m.munmap(q, V, GIB_PAGES * 4096).expect("munmap"));
+                    done(m.munmap(q, V, GIB_PAGES * 4096).expect("munmap")).expect("munmap errno");
                     total += t.elapsed();
                     done(m.exit(q).expect("exit"));
                 }
@@ -490,7 +490,7 @@ fn bench_standard(c: &mut Criterion, host: &Host) {
                     for i in 0..PF1_PAGES {
                         done(m.write(p, V + i * 4096, 0).expect("fault"));
                     }
-                    done(m.munmap(p, V, PF1_PAGES * 4096).expect("munmap"));
+                    done(m.munmap(p, V, PF1_PAGES * 4096).expect("munmap")).expect("munmap errno");
                 }
                 t.elapsed()
             })
