@@ -468,9 +468,12 @@ impl Machine {
             }
         }
         // Frames nobody owns.
+        let continuation: BTreeSet<Pfn> =
+            self.swap.inner.continuation_frames().into_iter().collect();
         for (pfn, order) in self.frames.allocated() {
             if order != 0
                 || pfn == self.zero_pfn
+                || continuation.contains(&pfn)
                 || tables.contains(&pfn)
                 || maps.contains_key(&pfn)
             {

@@ -134,7 +134,9 @@ impl Machine {
         match pgtable::decode(pte, Level::Pt, self.format)? {
             EntryKind::None => {}
             EntryKind::Swap(s) => {
-                self.swap.swap_duplicate(crate::swap_state::swp_entry(s.swap_type, s.offset)?)?;
+                // copy_nonpresent_pte; copy_pte_range adds a count
+                // continuation page with GFP_KERNEL when one is needed.
+                self.swap_duplicate(crate::swap_state::swp_entry(s.swap_type, s.offset)?, true)?;
                 let mut out = pte;
                 if s.exclusive {
                     // Mark the swap entry as shared, in the parent too.

@@ -164,7 +164,13 @@ impl Machine {
             if pte_dirty(pteval) {
                 self.pages.get_mut(pfn)?.flags |= PageFlags::DIRTY;
             }
-            self.swap.swap_duplicate(entry)?;
+            // swap_duplicate, with a GFP_ATOMIC continuation page past 62
+            // swap PTEs; when none can be had the entry goes back and the
+            // walk stops (walk_abort): the page stays mapped there.
+            if !self.swap_duplicate(entry, false)? {
+                self.write_slot(slot, pteval)?;
+                break;
+            }
             let d = self.pages.get_mut(pfn)?;
             let exclusive = self.sem.anon_exclusive && d.flags.contains(PageFlags::ANON_EXCLUSIVE);
             if exclusive {

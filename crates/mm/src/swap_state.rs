@@ -51,19 +51,16 @@ impl SwapState {
         self.inner.swap_map_value(e).is_ok_and(|v| v != 0 && v != swap::SWAP_MAP_BAD)
     }
 
-    /// `__swap_count`: swap PTEs naming the slot.
+    /// `swp_swapcount`: swap PTEs naming the slot, continuation digits
+    /// included.
     pub(crate) fn swap_count(&self, e: SwpEntry) -> Result<u32, MmError> {
-        Ok(u32::from(self.inner.__swap_count(e)?))
+        let n = self.inner.swp_swapcount(e)?;
+        u32::try_from(n).map_err(|_| MmError::bug("swp_swapcount", format!("count {n} of {e}")))
     }
 
     /// Whether the slot carries SWAP_HAS_CACHE.
     pub(crate) fn has_cache(&self, e: SwpEntry) -> bool {
         self.inner.swap_has_cache(e).unwrap_or(false)
-    }
-
-    /// `swap_duplicate`.
-    pub(crate) fn swap_duplicate(&mut self, e: SwpEntry) -> Result<(), MmError> {
-        Ok(self.inner.swap_duplicate(e)?)
     }
 
     /// `swap_free`.
@@ -89,7 +86,14 @@ impl SwapState {
             for (o, &v) in d.swap_map().as_bytes().iter().enumerate().skip(1) {
                 if v != 0 && v != swap::SWAP_MAP_BAD {
                     if let Ok(e) = SwpEntry::new(d.swap_type(), o as u64) {
-                        let count = u32::from(v & !swap::SWAP_HAS_CACHE);
+                        // A count whose continuation digits are broken
+                        // shows as u32::MAX, which no PTE count matches.
+                        let count = self
+                            .inner
+                            .swp_swapcount(e)
+                            .ok()
+                            .and_then(|n| u32::try_from(n).ok())
+                            .unwrap_or(u32::MAX);
                         out.push((e, count, v & swap::SWAP_HAS_CACHE != 0));
                     }
                 }
@@ -110,6 +114,46 @@ impl SwapState {
 }
 
 impl Machine {
+    /// `swap_duplicate`: one more swap PTE names `e`. Past 62 the count
+    /// continues in continuation pages; when it needs a new one, a frame
+    /// is allocated and handed to `add_swap_count_continuation`, and the
+    /// duplicate tried again. `may_reclaim` is the allocation's GFP_KERNEL
+    /// (fork's copy_pte_range); without it (try_to_unmap's GFP_ATOMIC) an
+    /// allocation that finds no free frame makes the call return false
+    /// with nothing changed, and the caller backs out.
+    pub(crate) fn swap_duplicate(
+        &mut self,
+        e: SwpEntry,
+        may_reclaim: bool,
+    ) -> Result<bool, MmError> {
+        loop {
+            match self.swap.inner.swap_duplicate(e) {
+                Ok(()) => return Ok(true),
+                Err(SwapError::CountNeedsContinuation { .. }) => {
+                    let pfn = if may_reclaim {
+                        self.alloc_frame("add_swap_count_continuation", &[])?
+                    } else {
+                        match self.frames.alloc(0, &mut self.pages) {
+                            Ok(p) => p,
+                            Err(phys::PhysError::OutOfMemory { .. }) => return Ok(false),
+                            Err(err) => return Err(err.into()),
+                        }
+                    };
+                    if !self.swap.inner.add_swap_count_continuation(e, pfn)? {
+                        self.free_page_frame(pfn)?;
+                    }
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    /// Frames the swap devices hold as count continuation pages (they stay
+    /// until swapoff, as in Linux).
+    pub fn swap_continuation_frames(&self) -> Vec<Pfn> {
+        self.swap.inner.continuation_frames()
+    }
+
     /// Frees a page whose last reference the swap cache just dropped.
     fn after_cache_release(&mut self, r: Option<swap::CacheRelease>) -> Result<(), MmError> {
         if let Some(r) = r {

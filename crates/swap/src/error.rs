@@ -70,13 +70,35 @@ pub enum SwapError {
     /// add_to_swap_cache on a slot whose swap-cache flag was not taken first.
     #[error("swap entry {0}: SWAP_HAS_CACHE not set (allocate or swapcache_prepare first)")]
     NoCacheFlag(SwpEntry),
-    /// A swap count at SWAP_MAP_MAX; count continuations are not modelled.
-    #[error("swap entry {entry}: swap count {count} cannot grow (no COUNT_CONTINUED)")]
+    /// A swap_map byte that no swap PTE can add to (SWAP_MAP_BAD):
+    /// `__swap_duplicate`'s -EINVAL.
+    #[error("swap entry {entry}: swap_map byte {count:#x} cannot be duplicated")]
     CountOverflow {
         /// The entry.
         entry: SwpEntry,
         /// Its count.
         count: u8,
+    },
+    /// The count needs another continuation page (`__swap_duplicate`'s
+    /// -ENOMEM): allocate a frame, pass it to `add_swap_count_continuation`
+    /// and try again.
+    #[error("swap entry {entry}: swap count needs a continuation page")]
+    CountNeedsContinuation {
+        /// The entry.
+        entry: SwpEntry,
+    },
+    /// COUNT_CONTINUED set but the continuation digits are missing or zero
+    /// where they must not be (what Linux would BUG on).
+    #[error("swap entry {entry}: continuation digits inconsistent with its swap_map byte")]
+    ContinuationMissing {
+        /// The entry.
+        entry: SwpEntry,
+    },
+    /// A frame handed over as a continuation page already is one.
+    #[error("frame {pfn} is already a swap count continuation page")]
+    ContinuationFrameInUse {
+        /// The frame.
+        pfn: Pfn,
     },
     /// The page is not in the swap cache (PG_swapcache clear).
     #[error("frame {0} is not in the swap cache")]

@@ -42,11 +42,6 @@
 //!   the next page-out; lowest-first agrees in such simple sequences. It
 //!   can differ once several CPUs, full clusters or large folios are
 //!   involved.
-//! * **Count continuation.** Past SWAP_MAP_MAX (62) swap PTEs on one slot,
-//!   Linux chains COUNT_CONTINUED pages holding further digits. We return
-//!   [`SwapError::CountOverflow`] instead (never a wrap): reaching it takes a
-//!   63-process fork tree sharing one swapped page, beyond any fixture, and
-//!   the continuation machinery would add code paths no test exercises.
 //! * **Swap readahead** (`swapin_readahead`, VMA and cluster readahead).
 //!   A latency heuristic that speculatively puts neighbouring slots in the
 //!   swap cache; it would add cache pages and reference counts that depend
@@ -102,7 +97,10 @@ pub use device::SwapDevice;
 pub use entry::{MAX_SWAP_TYPE, SWP_OFFSET_MASK, SWP_TYPE_SHIFT, SwpEntry};
 pub use error::SwapError;
 pub use header::{SWAP_MAGIC, SwapHeader};
-pub use swap_map::{SWAP_HAS_CACHE, SWAP_MAP_BAD, SWAP_MAP_MAX, SwapMap};
+pub use swap_map::{
+    COUNT_CONTINUED, ContinuationPage, SLOTS_PER_MAP_PAGE, SWAP_CONT_MAX, SWAP_HAS_CACHE,
+    SWAP_MAP_BAD, SWAP_MAP_MAX, SwapMap,
+};
 pub use swap_state::CacheRelease;
 
 /// The active swap devices and the swap cache.

@@ -7,6 +7,8 @@
 
 use std::collections::btree_map::Entry;
 
+use pgtable::Pfn;
+
 use crate::Swap;
 use crate::device::SwapDevice;
 use crate::entry::SwpEntry;
@@ -95,10 +97,33 @@ impl Swap {
         Ok(SwpEntry::for_slot(swap_type, offset))
     }
 
-    /// `swap_duplicate`: another swap PTE names `entry` (fork's
-    /// copy_nonpresent_pte, try_to_unmap). `CountOverflow` at SWAP_MAP_MAX.
+    /// `__swap_duplicate`: another swap PTE names `entry` (fork's
+    /// copy_nonpresent_pte, try_to_unmap). Past 62 the count continues in
+    /// continuation pages; `CountNeedsContinuation` when it needs a new
+    /// one: the caller allocates a frame, passes it to
+    /// [`Swap::add_swap_count_continuation`] and calls this again, which is
+    /// Linux's `swap_duplicate` loop.
     pub fn swap_duplicate(&mut self, entry: SwpEntry) -> Result<(), SwapError> {
         self.map_mut(entry)?.duplicate(entry.offset())
+    }
+
+    /// `add_swap_count_continuation` with the page the caller allocated:
+    /// whether it was attached (when not, no new page was needed and the
+    /// caller frees it).
+    pub fn add_swap_count_continuation(
+        &mut self,
+        entry: SwpEntry,
+        pfn: Pfn,
+    ) -> Result<bool, SwapError> {
+        self.map_mut(entry)?.add_continuation(entry.offset(), pfn)
+    }
+
+    /// Every continuation page's frame, over all devices.
+    pub fn continuation_frames(&self) -> Vec<Pfn> {
+        self.devices
+            .values()
+            .flat_map(|d| d.swap_map().continuation_pages().map(|c| c.pfn))
+            .collect()
     }
 
     /// `swap_free`: a swap PTE naming `entry` is gone (zap, do_swap_page).
@@ -134,10 +159,10 @@ impl Swap {
         self.map(entry)?.count(entry.offset())
     }
 
-    /// `swp_swapcount`: the full swap count of `entry`. Equal to
-    /// [`Swap::__swap_count`] here, since there are no continuation pages to add in.
+    /// `swp_swapcount`: the full swap count of `entry`, continuation
+    /// digits included.
     pub fn swp_swapcount(&self, entry: SwpEntry) -> Result<u64, SwapError> {
-        Ok(u64::from(self.__swap_count(entry)?))
+        self.map(entry)?.full_count(entry.offset())
     }
 
     /// Whether `entry`'s slot has SWAP_HAS_CACHE.

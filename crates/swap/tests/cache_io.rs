@@ -190,7 +190,18 @@ fn errors_name_what_was_wrong_and_change_nothing() {
     for _ in 0..0x3e {
         swap.swap_duplicate(a).unwrap();
     }
-    assert!(matches!(swap.swap_duplicate(a), Err(SwapError::CountOverflow { count: 0x3e, .. })));
+    // The 63rd needs a continuation page; nothing changed until it has one.
+    assert!(matches!(swap.swap_duplicate(a), Err(SwapError::CountNeedsContinuation { .. })));
+    assert_eq!(swap.swp_swapcount(a).unwrap(), 0x3e);
+    assert!(swap.add_swap_count_continuation(a, pgtable::Pfn(0x999)).unwrap());
+    swap.swap_duplicate(a).unwrap();
+    assert_eq!(swap.swp_swapcount(a).unwrap(), 0x3f);
+    assert_eq!(swap.continuation_frames(), [pgtable::Pfn(0x999)]);
+    assert!(matches!(
+        swap.add_swap_count_continuation(b, pgtable::Pfn(0x999)),
+        Ok(false) | Err(SwapError::ContinuationFrameInUse { .. })
+    ));
+    swap.swap_free(a).unwrap();
     assert_eq!(swap.swp_swapcount(a).unwrap(), 0x3e);
 
     // The cache: one page per entry, one entry per page, flag required.
