@@ -311,13 +311,21 @@ fn default_machine_and_pressure_are_compared() {
     assert_eq!(v["steps"], v["steps_compared"], "{stdout}");
     let files = v["files"].as_array().expect("files");
     // The default machine: every step, every field.
-    assert_eq!(files[0]["fields_compared"], files[0]["fields_agreeing"]);
-    assert!(files[0]["policy"].as_array().is_some_and(Vec::is_empty));
+    // (A swap-in the kernel left in the swap cache because of a reference
+    // held at that instant is the one difference allowed: see
+    // DiffClass::SwapCacheKept.)
+    let policy0 = files[0]["policy"].as_array().expect("policy");
+    assert!(policy0.iter().all(|d| d["class"] == "swap-cache-kept"), "{stdout}");
+    assert_eq!(
+        files[0]["fields_compared"].as_u64().expect("count"),
+        files[0]["fields_agreeing"].as_u64().expect("count") + policy0.len() as u64,
+        "{stdout}"
+    );
     // Under pressure: the reads (one value each) are all compared and agree;
     // each policy difference shows both choices.
     assert!(files[1]["fields_compared"].as_u64().is_some_and(|n| n > 1000), "{stdout}");
     for d in files[1]["policy"].as_array().expect("policy") {
-        assert_eq!(d["class"], "eviction-policy");
+        assert!(d["class"] == "eviction-policy" || d["class"] == "swap-cache-kept", "{d}");
         assert_ne!(d["kernel"], d["ptemu"]);
     }
     assert_restored(&pc);
@@ -353,7 +361,7 @@ fn failing_calls_maps_and_random_scenarios_agree() {
     assert_eq!(v["steps"], v["steps_compared"], "{stdout}");
     for f in v["files"].as_array().expect("files") {
         for d in f["policy"].as_array().expect("policy") {
-            assert_eq!(d["class"], "eviction-policy", "{d}");
+            assert!(d["class"] == "eviction-policy" || d["class"] == "swap-cache-kept", "{d}");
         }
     }
     assert_restored(&pc);

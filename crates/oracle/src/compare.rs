@@ -68,6 +68,16 @@ pub enum DiffClass {
     /// that pressure reclaim (not a `reclaim` step) swapped out on either
     /// side. Both choices are shown.
     EvictionPolicy,
+    /// The kernel kept a present page in the swap cache where ptemu freed
+    /// it. 6.18's do_swap_page frees the swap cache on a write fault only
+    /// when the folio's reference count is exactly the cache's and the
+    /// fault's; a reference held elsewhere at that instant (a per-CPU LRU
+    /// batch the swap-in was added to and not yet drained) keeps it. Which
+    /// of the two the host does depends on the CPU's batch state, not on
+    /// the scenario; ptemu's model has no per-CPU batches and frees it.
+    /// Only the direction kernel "yes", ptemu "no" on a present page is
+    /// classed so; the other direction stays a mismatch.
+    SwapCacheKept,
 }
 
 /// One field on which the two sides disagree.
@@ -246,9 +256,21 @@ pub fn compare(plan: &Plan, kernel: &SideRun, ptemu: &SideRun) -> FileReport {
                 }
                 _ => false,
             };
-            let list = if policy { &mut report.policy } else { &mut report.disagreements };
+            let kept = !policy
+                && matches!(place, Place::Page(..))
+                && *field == Field::Swapcache
+                && *kv == Value::Bool(true)
+                && *pv == Value::Bool(false);
+            let class = if policy {
+                DiffClass::EvictionPolicy
+            } else if kept {
+                DiffClass::SwapCacheKept
+            } else {
+                DiffClass::Mismatch
+            };
+            let list = if policy || kept { &mut report.policy } else { &mut report.disagreements };
             list.push(Disagreement {
-                class: if policy { DiffClass::EvictionPolicy } else { DiffClass::Mismatch },
+                class,
                 step: step.number,
                 line: step.line,
                 op: step.action.verb().to_string(),
@@ -379,7 +401,11 @@ pub fn render_text(reports: &[FileReport]) -> String {
         for d in &r.policy {
             let Some(n) = seen.remove(&(d.process.clone(), d.address, d.field)) else { continue };
             let more = if n > 1 { format!(" (differs at {n} steps)") } else { String::new() };
-            let _ = writeln!(out, "  eviction policy: {}{more}", diff_line(d));
+            let what = match d.class {
+                DiffClass::SwapCacheKept => "swap cache kept by the kernel",
+                _ => "eviction policy",
+            };
+            let _ = writeln!(out, "  {what}: {}{more}", diff_line(d));
         }
         for n in &r.notes {
             let _ = writeln!(
@@ -510,6 +536,46 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_swap_cache_the_kernel_kept_is_its_own_class() {
+        use crate::observe::KPF_SWAPCACHE;
+        let sc = scenario::parse_str(
+            "t.scn",
+            "spawn A\nA mmap 0x7f0000000000 4K rw\nA write 0x7f0000000000\n",
+        )
+        .expect("parses");
+        let p = Plan::from_scenario(&sc).expect("plans");
+        let page = |flags| PageObs {
+            pagemap: PM_PRESENT | 5,
+            kpageflags: Some(KPF_ANON | flags),
+            ..Default::default()
+        };
+        let run = |flags| SideRun {
+            steps: vec![
+                Some(StepObs::default()),
+                Some(StepObs::default()),
+                Some({
+                    let mut o = StepObs::default();
+                    o.pages.insert((0, 0x7f0000000000), page(flags));
+                    o
+                }),
+            ],
+            ..Default::default()
+        };
+        // Kernel kept it, ptemu freed it: the batch-reference class.
+        let r = compare(&p, &run(KPF_SWAPCACHE), &run(0));
+        assert!(r.disagreements.is_empty(), "{:?}", r.disagreements);
+        let classes: Vec<_> = r.policy.iter().map(|d| (d.field, d.class)).collect();
+        assert_eq!(classes, vec![(Field::Swapcache, DiffClass::SwapCacheKept)]);
+        assert!(render_text(&[r]).contains("swap cache kept by the kernel"));
+        // The other direction is ptemu keeping what the kernel freed: a
+        // mismatch.
+        let r = compare(&p, &run(0), &run(KPF_SWAPCACHE));
+        assert!(r.policy.is_empty(), "{:?}", r.policy);
+        let fields: Vec<_> = r.disagreements.iter().map(|d| (d.field, d.class)).collect();
+        assert_eq!(fields, vec![(Field::Swapcache, DiffClass::Mismatch)]);
     }
 
     #[test]
