@@ -253,6 +253,39 @@ fn check_buf(p: *const u8, len: usize) -> Result<(), PtemuStatus> {
     Ok(())
 }
 
+/// ptemu_read and ptemu_fetch: translate `len` bytes at `va` as a data
+/// read or an instruction fetch into a local buffer, then copy them out.
+///
+/// # Safety
+/// `mmu` is a live handle; `buf` is non-null (checked by the caller) and
+/// writable for `len` bytes.
+unsafe fn read_into(
+    mmu: *mut PtemuMmu,
+    va: u64,
+    buf: *mut u8,
+    len: usize,
+    fetch: bool,
+) -> PtemuStatus {
+    with_handle!(mmu, h => {
+        let mut tmp = [0u8; ptemu_mmu::MAX_ACCESS];
+        let Some(dst) = tmp.get_mut(..len) else {
+            let r = Err(ptemu_mmu::Error::BadSize(len));
+            return h.status(r);
+        };
+        let r = if fetch {
+            h.mmu.fetch(&mut h.mem, va, dst)
+        } else {
+            h.mmu.read(&mut h.mem, va, dst)
+        };
+        if r.is_ok() && len != 0 {
+            // SAFETY: `buf` is non-null (len != 0) and writable for `len`
+            // bytes by contract; `tmp` is a distinct local.
+            unsafe { core::ptr::copy_nonoverlapping(tmp.as_ptr(), buf, len) };
+        }
+        h.status(r)
+    })
+}
+
 /// Reads `len` (1..=64) bytes at `va` into `buf`, as the CPU's data read:
 /// split at a page boundary, both pages checked before any byte moves.
 ///
@@ -268,20 +301,8 @@ pub unsafe extern "C" fn ptemu_read(
     if let Err(s) = check_buf(buf, len) {
         return s;
     }
-    with_handle!(mmu, h => {
-        let mut tmp = [0u8; ptemu_mmu::MAX_ACCESS];
-        let Some(dst) = tmp.get_mut(..len) else {
-            let r = Err(ptemu_mmu::Error::BadSize(len));
-            return h.status(r);
-        };
-        let r = h.mmu.read(&mut h.mem, va, dst);
-        if r.is_ok() && len != 0 {
-            // SAFETY: `buf` is non-null (len != 0) and writable for `len`
-            // bytes by contract; `tmp` is a distinct local.
-            unsafe { core::ptr::copy_nonoverlapping(tmp.as_ptr(), buf, len) };
-        }
-        h.status(r)
-    })
+    // SAFETY: the caller's contract for `mmu` and `buf`, forwarded.
+    unsafe { read_into(mmu, va, buf, len, false) }
 }
 
 /// Fetches `len` (1..=64) instruction bytes at `va` into `buf`.
@@ -298,19 +319,8 @@ pub unsafe extern "C" fn ptemu_fetch(
     if let Err(s) = check_buf(buf, len) {
         return s;
     }
-    with_handle!(mmu, h => {
-        let mut tmp = [0u8; ptemu_mmu::MAX_ACCESS];
-        let Some(dst) = tmp.get_mut(..len) else {
-            let r = Err(ptemu_mmu::Error::BadSize(len));
-            return h.status(r);
-        };
-        let r = h.mmu.fetch(&mut h.mem, va, dst);
-        if r.is_ok() && len != 0 {
-            // SAFETY: as in ptemu_read.
-            unsafe { core::ptr::copy_nonoverlapping(tmp.as_ptr(), buf, len) };
-        }
-        h.status(r)
-    })
+    // SAFETY: as in ptemu_read.
+    unsafe { read_into(mmu, va, buf, len, true) }
 }
 
 /// Writes `len` (1..=64) bytes from `data` at `va`. Both pages of a split
