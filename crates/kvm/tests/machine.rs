@@ -1,32 +1,12 @@
 //! The harness on the real CPU: a read, a write and faults through hand-made
 //! tables. Skips (visibly) when /dev/kvm is not usable.
 
-use pgtable::{Access, CpuState, Pfn, PhysAddr, PhysMem, VirtAddr};
+use pgtable::{Access, CpuState, Pfn, PhysMem, VirtAddr};
 use phys::PhysMemory;
-use ptemu_kvm::{HwAccess, HwMachine, HwOutcome, KvmError};
+use ptemu_kvm::{HwAccess, HwOutcome};
 
-const PML4: u64 = 0x100;
-const PDPT: u64 = 0x101;
-const PD: u64 = 0x102;
-const PT: u64 = 0x103;
-const DATA: u64 = 0x200;
-const HARNESS: u64 = 0x300;
-
-fn pa(x: u64) -> PhysAddr {
-    PhysAddr::new(x).unwrap()
-}
-
-fn machine() -> Option<HwMachine> {
-    let mem = PhysMemory::new(8 << 20).unwrap();
-    match HwMachine::new(mem, Pfn(PML4).addr(), Pfn(HARNESS)) {
-        Ok(m) => Some(m),
-        Err(KvmError::NoKvm(why)) => {
-            eprintln!("SKIPPED: /dev/kvm is not usable here ({why})");
-            None
-        }
-        Err(e) => panic!("KVM set-up failed: {e}"),
-    }
-}
+mod common;
+use common::{DATA, PD, PDPT, PML4, PT, machine, pa};
 
 fn cpu(user: bool) -> CpuState {
     CpuState { user, maxphyaddr: 48, ..CpuState::default() }

@@ -4,34 +4,15 @@
 //! left in both PTEs. Skips (visibly) when /dev/kvm is not usable.
 
 use mmu::{Access, Config, Mmu, Regs};
-use pgtable::{CpuState, Pfn, PhysAddr, PhysMem, VirtAddr};
+use pgtable::{CpuState, Pfn, PhysMem, VirtAddr};
 use phys::PhysMemory;
-use ptemu_kvm::{HwAccess, HwMachine, HwOutcome, KvmError};
+use ptemu_kvm::{HwAccess, HwMachine, HwOutcome};
 
-const PML4: u64 = 0x100;
-const PDPT: u64 = 0x101;
-const PD: u64 = 0x102;
-const PT: u64 = 0x103;
-const DATA: u64 = 0x200;
-const HARNESS: u64 = 0x300;
+mod common;
+use common::{DATA, PD, PDPT, PML4, PT, machine, pa};
+
 /// PML4 0, PDPT 0, PD 2, PT 0 and 1.
 const PAGE0: u64 = 0x40_0000;
-
-fn pa(x: u64) -> PhysAddr {
-    PhysAddr::new(x).unwrap()
-}
-
-fn machine() -> Option<HwMachine> {
-    let mem = PhysMemory::new(8 << 20).unwrap();
-    match HwMachine::new(mem, Pfn(PML4).addr(), Pfn(HARNESS)) {
-        Ok(m) => Some(m),
-        Err(KvmError::NoKvm(why)) => {
-            eprintln!("SKIPPED: /dev/kvm is not usable here ({why})");
-            None
-        }
-        Err(e) => panic!("KVM set-up failed: {e}"),
-    }
-}
 
 /// One case: the two PTEs, the access, its address.
 struct Case {
