@@ -46,8 +46,9 @@ pub struct ExploreArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-    /// Also judge by the host kernel (root; era 6.18): every disagreement
-    /// with `ptemu oracle` is a finding.
+    /// Also judge by the host kernel (root; era 6.18, or a set built from
+    /// it to ask whether the kernel agrees with a changed rule): every
+    /// disagreement with `ptemu oracle` is a finding.
     #[arg(long)]
     oracle: bool,
     /// Operations followed after a first violation, to see what it becomes.
@@ -205,6 +206,13 @@ fn finish(mut report: Report, out: Option<&Path>, json: bool) -> ExitCode {
     } else {
         print_text(&report);
     }
+    if let Some(sig) = report.interrupted {
+        eprintln!(
+            "ptemu explore: interrupted by signal {sig}: the report covers the sequences run \
+             until then, its findings unminimized"
+        );
+        return ExitCode::from(128u8.saturating_add(sig as u8));
+    }
     if report.findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
@@ -270,8 +278,11 @@ pub fn run(args: ExploreArgs) -> ExitCode {
         return usage("--jobs must be at least 1");
     }
     let judge = if args.oracle {
-        if target.era != Some(rmap::Era::V6_18) {
-            return usage("--oracle compares with the host kernel: it needs --era 6.18");
+        if target.semantics_base() != rmap::Era::V6_18.name() {
+            return usage(
+                "--oracle compares with the host kernel: it needs --era 6.18 \
+                 or a set built from it (6.18+switch=value)",
+            );
         }
         if let Err(e) = oracle::host_available() {
             return usage(e);

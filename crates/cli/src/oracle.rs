@@ -19,6 +19,12 @@ pub struct OracleArgs {
     /// Print a machine-readable report (JSON) instead of text.
     #[arg(long)]
     json: bool,
+    /// Run ptemu's side under a set built from 6.18 with switches changed
+    /// (`6.18+merge_refuses_fork_children=no`, names as for `ptemu
+    /// explore --era`), to see where the host kernel disagrees with the
+    /// change. Default: 6.18 itself.
+    #[arg(long, value_name = "6.18+SWITCH=VALUE")]
+    semantics: Option<String>,
 }
 
 fn fail(e: &OracleError) -> ExitCode {
@@ -31,6 +37,25 @@ fn fail(e: &OracleError) -> ExitCode {
 
 /// Runs `ptemu oracle`.
 pub fn run(args: OracleArgs) -> ExitCode {
+    let config = match &args.semantics {
+        None => mm::MachineConfig::new(oracle::emulator::ORACLE_ERA),
+        Some(spec) => match explore::Target::parse(spec) {
+            Ok(t) if t.semantics_base() == oracle::emulator::ORACLE_ERA.name() => {
+                t.machine_config()
+            }
+            Ok(_) => {
+                eprintln!(
+                    "ptemu oracle: --semantics {spec:?}: the host kernel is 6.18's oracle; \
+                     the set must be built from 6.18"
+                );
+                return ExitCode::from(2);
+            }
+            Err(e) => {
+                eprintln!("ptemu oracle: --semantics {spec:?}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     // Every file is parsed before the machine is touched.
     let mut plans = Vec::new();
     for f in &args.files {
@@ -52,7 +77,7 @@ pub fn run(args: OracleArgs) -> ExitCode {
     let worker = WorkerCommand { program, args: vec![OsString::from("oracle-worker")] };
     let mut reports = Vec::new();
     for plan in &plans {
-        match oracle::run_plan(plan, &worker) {
+        match oracle::run_plan_as(plan, &worker, config.clone()) {
             Ok(r) => reports.push(r),
             Err(e) => return fail(&e),
         }

@@ -212,6 +212,48 @@ fn interrupt_restores_the_machine() {
     assert_restored(&pc);
 }
 
+/// SIGINT during `ptemu explore --oracle` stops the whole search (not just
+/// the sequence the host was running), restores the machine, and still
+/// prints the report of what ran, marked interrupted, with exit 130.
+#[test]
+fn interrupt_stops_an_oracle_search() {
+    if let Some(why) = unavailable() {
+        eprintln!("SKIPPED interrupt_stops_an_oracle_search: {why}");
+        return;
+    }
+    let _host = host_lock();
+    let pc = page_cluster();
+    let child = Command::new(ptemu())
+        .args(["explore", "--era", "6.18", "--oracle", "--seed", "3", "--time", "120s"])
+        .args(["--jobs", "1", "--json"])
+        .env(oracle::host::PAUSE_ENV, "20000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ptemu starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
+        if swaps.contains("ptemu-oracle-") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the search never turned a swap file on");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let kill =
+        Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
+    assert!(kill.success());
+    let start = Instant::now();
+    let out = child.wait_with_output().expect("wait");
+    assert!(start.elapsed() < Duration::from_secs(30), "the search went on after SIGINT");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "stderr: {err}");
+    assert!(err.contains("interrupted by signal 2"), "stderr: {err}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    assert_eq!(report["interrupted"], 2);
+    assert_restored(&pc);
+}
+
 #[test]
 fn without_root_it_says_why_and_exits_2() {
     let seed = fixture("seed-swapin.scn");

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use mm::{InvariantKind, Machine, MachineConfig, MmError, Outcome, Pid, Subject, Violation};
+use mm::{InvariantKind, Machine, MmError, Outcome, Pid, Subject, Violation};
 use scenario::ast::{Op, Spanned};
 
 use crate::Target;
@@ -99,11 +99,8 @@ pub struct Exec {
 impl Exec {
     /// A fresh machine for `target`.
     pub fn new(target: &Target) -> Result<Self, MmError> {
-        let cfg = match target.era {
-            Some(era) => MachineConfig::new(era),
-            None => MachineConfig::custom(target.name.clone(), target.semantics),
-        };
-        let m = Machine::new(cfg.memory(target.memory).swap(vec![target.swap]))?;
+        let m =
+            Machine::new(target.machine_config().memory(target.memory).swap(vec![target.swap]))?;
         let known = m.check()?.into_iter().map(|v| (v.kind, v.subject)).collect();
         Ok(Exec { m, names: BTreeMap::new(), known })
     }

@@ -28,14 +28,14 @@ pub mod target;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 pub use exec::Anomaly;
 pub use generate::GenOptions;
-pub use oracle_judge::OracleJudge;
+pub use oracle_judge::{JudgeError, OracleJudge};
 pub use sequence::{RawFinding, class_of, run_sequence};
 pub use target::{Target, TargetError};
 
@@ -184,6 +184,10 @@ pub struct Report {
     pub oracle: Option<OracleTotals>,
     /// One entry per class, in class order.
     pub findings: Vec<FindingReport>,
+    /// The signal that stopped an oracle search early (its findings are
+    /// then left unminimized: every candidate would be another host run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<i32>,
 }
 
 struct ClassAcc {
@@ -211,6 +215,7 @@ pub fn explore(cfg: &Config<'_>, progress: &(dyn Fn(Progress) + Sync)) -> Report
     let steps_done = AtomicU64::new(0);
     let seqs_done = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
+    let interrupted = AtomicI32::new(0);
     let workers_left = AtomicU64::new(cfg.jobs.max(1) as u64);
     let classes: Mutex<BTreeMap<String, ClassAcc>> = Mutex::new(BTreeMap::new());
     // Per sequence index (among this shard's): search steps.
@@ -270,6 +275,10 @@ pub fn explore(cfg: &Config<'_>, progress: &(dyn Fn(Progress) + Sync)) -> Report
                                 }
                                 oracle_stats = Some(Ok(v));
                             }
+                            Err(JudgeError::Interrupted(sig)) => {
+                                interrupted.store(sig, Ordering::Relaxed);
+                                stop.store(true, Ordering::Relaxed);
+                            }
                             Err(e) => oracle_stats = Some(Err(e)),
                         }
                     }
@@ -328,8 +337,12 @@ pub fn explore(cfg: &Config<'_>, progress: &(dyn Fn(Progress) + Sync)) -> Report
         totals.into_inner().unwrap_or_else(|p| p.into_inner());
     let per_seq = per_seq.into_inner().unwrap_or_else(|p| p.into_inner());
     let classes = classes.into_inner().unwrap_or_else(|p| p.into_inner());
+    let interrupted = match interrupted.into_inner() {
+        0 => None,
+        sig => Some(sig),
+    };
     let mstart = Instant::now();
-    let findings = finish(cfg, classes, &per_seq, search_secs);
+    let findings = finish(cfg, classes, &per_seq, search_secs, interrupted.is_none());
     let minimize_secs = mstart.elapsed().as_secs_f64();
     let jobs = cfg.jobs.max(1);
     Report {
@@ -355,6 +368,7 @@ pub fn explore(cfg: &Config<'_>, progress: &(dyn Fn(Progress) + Sync)) -> Report
         },
         oracle: cfg.oracle.map(|_| otot),
         findings,
+        interrupted,
     }
 }
 
@@ -391,6 +405,7 @@ fn finish(
     classes: BTreeMap<String, ClassAcc>,
     per_seq: &BTreeMap<u64, u64>,
     search_secs: f64,
+    minimize: bool,
 ) -> Vec<FindingReport> {
     let work: Vec<(String, ClassAcc)> = classes.into_iter().collect();
     let results: Mutex<Vec<Option<FindingReport>>> = Mutex::new(vec![None; work.len()]);
@@ -401,7 +416,7 @@ fn finish(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                     let Some((class, acc)) = work.get(i) else { break };
-                    let r = report_class(cfg, class, acc, per_seq, search_secs);
+                    let r = report_class(cfg, class, acc, per_seq, search_secs, minimize);
                     results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
                 }
             });
@@ -416,6 +431,7 @@ fn report_class(
     acc: &ClassAcc,
     per_seq: &BTreeMap<u64, u64>,
     search_secs: f64,
+    minimize: bool,
 ) -> FindingReport {
     let (index, raw) = (&acc.best.0, &acc.best.1);
     let steps_to_first: u64 = per_seq.range(..*index).map(|(_, s)| s).sum::<u64>()
@@ -432,7 +448,7 @@ fn report_class(
             sequence::replay(&cfg.target, ops).is_ok_and(|(c, _)| c == raw.chain)
         }
     };
-    let (ops, stats) = if cfg.minimize {
+    let (ops, stats) = if cfg.minimize && minimize {
         minimize::minimize(&raw.ops, &test)
     } else {
         (raw.ops.clone(), minimize::MinStats::default())
@@ -513,6 +529,7 @@ pub fn merge(reports: &[Report]) -> Result<Report, MergeError> {
     out.minimize_secs = 0.0;
     out.jobs = 0;
     out.oracle = None;
+    out.interrupted = None;
     let mut weighted_rate = 0.0;
     let mut by_class: BTreeMap<String, FindingReport> = BTreeMap::new();
     for r in reports {
@@ -529,6 +546,7 @@ pub fn merge(reports: &[Report]) -> Result<Report, MergeError> {
         out.steps += r.steps;
         out.follow_steps += r.follow_steps;
         out.refused += r.refused;
+        out.interrupted = out.interrupted.or(r.interrupted);
         out.search_secs = out.search_secs.max(r.search_secs);
         out.minimize_secs += r.minimize_secs;
         out.jobs += r.jobs;

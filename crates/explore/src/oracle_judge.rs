@@ -1,7 +1,7 @@
 //! The kernel oracle as a judge (`--oracle`): a sequence the checker finds
-//! nothing in is run on the host kernel and on ptemu's 6.18 era by
-//! crates/oracle, and every field on which they disagree is a finding of
-//! class `oracle: FIELD after VERB`.
+//! nothing in is run on the host kernel and on ptemu's 6.18 era (or a
+//! custom set built from 6.18) by crates/oracle, and every field on which
+//! they disagree is a finding of class `oracle: FIELD after VERB`.
 //!
 //! The oracle takes a machine-wide lock and real processes; runs are
 //! serialized here so parallel search threads wait for each other instead
@@ -9,7 +9,7 @@
 
 use std::sync::Mutex;
 
-use oracle::{Plan, WorkerCommand};
+use oracle::{OracleError, Plan, WorkerCommand};
 use scenario::ast::Op;
 
 use crate::Target;
@@ -24,6 +24,19 @@ pub struct OracleVerdict {
     pub fields_compared: u64,
     /// Distinct disagreement classes, in step order.
     pub classes: Vec<String>,
+}
+
+/// Why the oracle gave no verdict on a sequence.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JudgeError {
+    /// SIGINT, SIGTERM or SIGHUP arrived while the host ran the sequence
+    /// (the oracle catches them to take its swap files and cgroups down):
+    /// the search must stop, not go on to the next sequence.
+    #[error("interrupted by signal {0}")]
+    Interrupted(i32),
+    /// The sequence could not be run on one side (counted, the search goes on).
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// The oracle and the lock that serializes it.
@@ -54,13 +67,19 @@ impl OracleJudge {
     }
 
     /// Runs `ops` on the host and on ptemu and compares them.
-    pub fn judge(&self, target: &Target, ops: &[Op]) -> Result<OracleVerdict, String> {
+    pub fn judge(&self, target: &Target, ops: &[Op]) -> Result<OracleVerdict, JudgeError> {
+        let failed = |e: &dyn std::fmt::Display| JudgeError::Failed(e.to_string());
         let text = plain_text(target, ops);
-        let sc = scenario::parse_str("explore.scn", &text).map_err(|e| e.to_string())?;
-        let plan = Plan::from_scenario(&sc).map_err(|e| e.to_string())?;
+        let sc = scenario::parse_str("explore.scn", &text).map_err(|e| failed(&e))?;
+        let plan = Plan::from_scenario(&sc).map_err(|e| failed(&e))?;
         let report = {
             let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-            oracle::run_plan(&plan, &self.worker).map_err(|e| e.to_string())?
+            oracle::run_plan_as(&plan, &self.worker, target.machine_config()).map_err(
+                |e| match e {
+                    OracleError::Interrupted(sig) => JudgeError::Interrupted(sig),
+                    e => failed(&e),
+                },
+            )?
         };
         let mut classes: Vec<String> = Vec::new();
         for d in &report.disagreements {

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use mm::MachineConfig;
 use rmap::{
     CloneOrder, Era, FirstMapAnonVma, ForkReuse, PrepareReuse, RmapSemantics, SwapPteFormat,
 };
@@ -54,7 +55,7 @@ pub enum TargetError {
     NoValue(String),
 }
 
-const SWITCHES: &str = "avc, clone_order, prepare_reuse, first_map, add_anon_exclusive_arg, rewrite_anon_mapping, root_pinned, fork_reuse, anon_exclusive, swap_pte_format";
+const SWITCHES: &str = "avc, clone_order, prepare_reuse, first_map, add_anon_exclusive_arg, rewrite_anon_mapping, root_pinned, fork_reuse, anon_exclusive, swap_pte_format, merge_refuses_fork_children, mprotect_unaccounts_unfaulted";
 
 fn yes(switch: &str, v: &str) -> Result<bool, TargetError> {
     match v {
@@ -99,6 +100,8 @@ impl Target {
                 "rewrite_anon_mapping" => s.rewrite_anon_mapping = yes(k, v)?,
                 "root_pinned" => s.root_pinned = yes(k, v)?,
                 "anon_exclusive" => s.anon_exclusive = yes(k, v)?,
+                "merge_refuses_fork_children" => s.merge_refuses_fork_children = yes(k, v)?,
+                "mprotect_unaccounts_unfaulted" => s.mprotect_unaccounts_unfaulted = yes(k, v)?,
                 "clone_order" => {
                     s.clone_order = one_of(
                         k,
@@ -165,6 +168,15 @@ impl Target {
 }
 
 impl Target {
+    /// A machine configuration for this target: the era's, or the custom
+    /// set under the target's name (memory and swap not applied).
+    pub fn machine_config(&self) -> MachineConfig {
+        match self.era {
+            Some(era) => MachineConfig::new(era),
+            None => MachineConfig::custom(self.name.clone(), self.semantics),
+        }
+    }
+
     /// The era a custom set was built from (the target's own name for an era).
     pub fn semantics_base(&self) -> String {
         self.name.split('+').next().unwrap_or_default().to_string()
@@ -195,5 +207,10 @@ mod tests {
         assert!(matches!(Target::parse("seed+bogus=1"), Err(TargetError::UnknownSwitch(_))));
         assert!(matches!(Target::parse("seed+avc=maybe"), Err(TargetError::BadValue { .. })));
         assert!(matches!(Target::parse("seed+avc"), Err(TargetError::NoValue(_))));
+        // The mm-side switches too: 6.18 without the merge rule of 965f55dea0e3.
+        let m = Target::parse("6.18+merge_refuses_fork_children=no").unwrap();
+        assert_eq!(m.era, None);
+        assert!(!m.semantics.merge_refuses_fork_children);
+        assert_eq!(m.semantics_base(), "6.18");
     }
 }

@@ -22,7 +22,13 @@ enum Step {
 
 /// Runs `plan` on ptemu (era 6.18) and reads every step's state.
 pub fn run_ptemu(plan: &Plan) -> Result<SideRun, OracleError> {
-    let cfg = MachineConfig::new(ORACLE_ERA).memory(plan.memory).swap(plan.swaps.clone());
+    run_ptemu_as(plan, MachineConfig::new(ORACLE_ERA))
+}
+
+/// Runs `plan` on ptemu under `config`'s semantics (its memory and swap
+/// replaced by the plan's) and reads every step's state.
+pub fn run_ptemu_as(plan: &Plan, config: MachineConfig) -> Result<SideRun, OracleError> {
+    let cfg = config.memory(plan.memory).swap(plan.swaps.clone());
     let mut m = Machine::new(cfg).map_err(|e| OracleError::Emulator {
         file: plan.file.clone(),
         line: 0,

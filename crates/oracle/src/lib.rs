@@ -38,7 +38,19 @@ pub fn load(path: &Path) -> Result<Plan, OracleError> {
 
 /// Runs a plan on ptemu and on the host kernel and compares them.
 pub fn run_plan(plan: &Plan, worker: &WorkerCommand) -> Result<FileReport, OracleError> {
-    let ptemu = emulator::run_ptemu(plan)?;
+    run_plan_as(plan, worker, mm::MachineConfig::new(emulator::ORACLE_ERA))
+}
+
+/// [`run_plan`] with ptemu's side under `config`'s semantics instead of
+/// 6.18's (the plan's memory and swap still apply): a custom set built from
+/// 6.18 with one rule changed, to ask whether the host kernel agrees with
+/// the change. Every disagreement is then that rule's visible effect.
+pub fn run_plan_as(
+    plan: &Plan,
+    worker: &WorkerCommand,
+    config: mm::MachineConfig,
+) -> Result<FileReport, OracleError> {
+    let ptemu = emulator::run_ptemu_as(plan, config)?;
     let kernel = host::run_kernel(plan, worker)?;
     Ok(compare::compare(plan, &kernel, &ptemu))
 }

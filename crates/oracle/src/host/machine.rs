@@ -189,8 +189,12 @@ impl Machine {
         Ok(m)
     }
 
+    /// Catches SIGINT, SIGTERM and SIGHUP for the run. A signal caught once
+    /// stays recorded for the life of the process: one that lands after a
+    /// run's last check must still stop the next run at its first, or a
+    /// caller running plan after plan (`ptemu explore --oracle`) would never
+    /// notice it.
     fn install_signals(&mut self) {
-        SIGNALLED.store(0, Ordering::SeqCst);
         for sig in CAUGHT {
             // SAFETY: the handler only stores to an atomic; no SA_RESTART so
             // blocking calls return EINTR and the run notices at once.
