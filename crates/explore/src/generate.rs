@@ -241,6 +241,29 @@ impl Gen {
             Kind::Spawn => Op::Spawn { proc: sp(self.fresh_name()) },
             Kind::Mmap => {
                 let vmas = ex.machine().vmas(pid).unwrap_or_default();
+                // Half the time, right next to one of the process's VMAs
+                // (half of those with its protection): vma_merge's paths,
+                // which random placement in the window rarely reaches.
+                if !vmas.is_empty() && self.rng.chance(1, 2) {
+                    let v = &vmas[self.rng.index(vmas.len())];
+                    let pages = 1 + self.rng.below(4);
+                    let (s, e) = if self.rng.chance(1, 2) {
+                        (v.end, v.end + pages * 4096)
+                    } else {
+                        (v.start.saturating_sub(pages * 4096), v.start)
+                    };
+                    let in_window = s >= page_addr(0) && e <= page_addr(WINDOW_PAGES);
+                    if in_window && vmas.iter().all(|w| w.end <= s || w.start >= e) {
+                        let prot = if self.rng.chance(1, 2) { v.prot } else { self.prot() };
+                        return Op::Mmap {
+                            proc,
+                            addr: sp(s),
+                            len: sp(e - s),
+                            prot: sp(prot),
+                            result: None,
+                        };
+                    }
+                }
                 for _ in 0..6 {
                     let page = self.rng.below(WINDOW_PAGES);
                     let pages = (1 + self.rng.below(4)).min(WINDOW_PAGES - page);

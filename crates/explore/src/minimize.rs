@@ -79,20 +79,32 @@ impl Min<'_> {
 
     fn processes(&mut self, mut ops: Vec<Op>) -> Vec<Op> {
         // A child folded into its parent: the fork dropped, the child's
-        // operations done by the parent.
+        // operations done by the parent; failing that, the same without
+        // the child's exit and execve (which, done by the parent, would
+        // end it before its own later operations).
         let mut i = 0;
         while i < ops.len() {
             if let Op::Fork { parent, child } = &ops[i] {
                 let map: BTreeMap<String, String> =
                     [(child.value.clone(), parent.value.clone())].into_iter().collect();
-                let cand: Vec<Op> = ops
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != i)
-                    .map(|(_, o)| rename(o, &map))
-                    .collect();
-                if self.holds(&cand) {
-                    ops = cand;
+                let ends_child = |o: &Op| match o {
+                    Op::Exit { proc } | Op::Execve { proc } => proc.value == child.value,
+                    _ => false,
+                };
+                let fold = |keep_ends: bool| -> Vec<Op> {
+                    ops.iter()
+                        .enumerate()
+                        .filter(|(j, o)| *j != i && (keep_ends || !ends_child(o)))
+                        .map(|(_, o)| rename(o, &map))
+                        .collect()
+                };
+                let (with_ends, without) = (fold(true), fold(false));
+                if self.holds(&with_ends) {
+                    ops = with_ends;
+                    continue;
+                }
+                if without.len() < with_ends.len() && self.holds(&without) {
+                    ops = without;
                     continue;
                 }
             }
