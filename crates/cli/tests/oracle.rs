@@ -212,6 +212,41 @@ fn interrupt_restores_the_machine() {
     assert_restored(&pc);
 }
 
+/// The reproducer `ptemu explore --oracle` wrote for 6.18 without the
+/// fork-child merge rule (fixtures/explore/oracle/): the host kernel agrees
+/// with 6.18 on it and disagrees, on B's maps after the mmap, with the set
+/// that drops the rule. `--semantics` must be built from 6.18.
+#[test]
+fn oracle_semantics_show_where_the_kernel_disagrees_with_a_changed_rule() {
+    let file = fixture("explore/oracle/merge-refuses-fork-children-no.scn");
+    let path = file.to_str().expect("utf-8 path");
+    let bad = run(&["oracle", "--semantics", "seed+clone_order=preserved", path]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("built from 6.18"));
+    if let Some(why) = unavailable() {
+        eprintln!(
+            "SKIPPED oracle_semantics_show_where_the_kernel_disagrees_with_a_changed_rule: {why}"
+        );
+        return;
+    }
+    let _host = host_lock();
+    let pc = page_cluster();
+    let same = run(&["oracle", path]);
+    assert_eq!(same.status.code(), Some(0), "{}", String::from_utf8_lossy(&same.stdout));
+    let text = std::fs::read_to_string(&file).expect("the reproducer");
+    let set = "6.18+merge_refuses_fork_children=no";
+    assert!(text.contains(&format!("ptemu oracle --semantics {set} FILE")), "{text}");
+    let out = run(&["oracle", "--json", "--semantics", set, path]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    assert_eq!(v["disagreements"], 1, "{v}");
+    let d = &v["files"][0]["disagreements"][0];
+    assert!(d.to_string().contains("maps"), "{d}");
+    assert!(d.to_string().contains("mmap"), "{d}");
+    assert_restored(&pc);
+}
+
 /// SIGINT during `ptemu explore --oracle` stops the whole search (not just
 /// the sequence the host was running), restores the machine, and still
 /// prints the report of what ran, marked interrupted, with exit 130.

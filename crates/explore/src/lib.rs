@@ -463,6 +463,12 @@ fn report_class(
         stats.tests,
     );
     let (scenario, passes, fails) = if oracle_class {
+        let semantics = match cfg.target.era {
+            Some(_) => String::new(),
+            None => format!(" --semantics {}", cfg.target.name),
+        };
+        let replay = format!("# Replay: `ptemu oracle{semantics} FILE` (as root) shows it.\n");
+        let header = header.replacen("# Finding:", &format!("{replay}# Finding:"), 1);
         (format!("{header}{}", oracle_judge::plain_text(&cfg.target, &ops)), Vec::new(), Vec::new())
     } else {
         match scn::write(&cfg.target, &ops, &header) {
