@@ -51,8 +51,9 @@ typedef struct PtemuMmu PtemuMmu;
 
 // How the TLB is sized. [`ptemu_config_default`] fills in the defaults.
 typedef struct PtemuConfig {
-  // Slots of each direct-mapped table (one per privilege mode and PCID
-  // context): a power of two in 8..=1048576.
+  // Slots of each main table (one per privilege mode and PCID context):
+  // a power of two in 8..=1048576. A fixed 256-slot first level sits in
+  // front of each.
   uint32_t entries;
   // PCIDs whose entries are kept at once, 1..=4096.
   uint32_t contexts;
@@ -137,7 +138,7 @@ typedef struct PtemuMemOps {
 
 // The MMU's counters since creation or [`ptemu_reset_stats`].
 typedef struct PtemuStats {
-  // Accesses answered by the hit path.
+  // Accesses answered without a walk (first level or main table).
   uint64_t hits;
   // Accesses answered from the victim cache.
   uint64_t victim_hits;

@@ -150,8 +150,9 @@ pub struct PtemuMemOps {
 #[repr(C)]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct PtemuConfig {
-    /// Slots of each direct-mapped table (one per privilege mode and PCID
-    /// context): a power of two in 8..=1048576.
+    /// Slots of each main table (one per privilege mode and PCID context):
+    /// a power of two in 8..=1048576. A fixed 256-slot first level sits in
+    /// front of each.
     pub entries: u32,
     /// PCIDs whose entries are kept at once, 1..=4096.
     pub contexts: u32,
@@ -188,7 +189,7 @@ pub struct PtemuRegs {
 #[repr(C)]
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct PtemuStats {
-    /// Accesses answered by the hit path.
+    /// Accesses answered without a walk (first level or main table).
     pub hits: u64,
     /// Accesses answered from the victim cache.
     pub victim_hits: u64,

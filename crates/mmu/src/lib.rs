@@ -2,7 +2,7 @@
 //! whose hit costs what QEMU's does, and invalidation exactly as the Intel
 //! SDM (vol. 3A, 4.10) defines it, over ptemu-pgtable's hardware walk.
 //!
-//! - [`Mmu`]: construction from a [`Config`] (table size, PCID contexts,
+//! - [`Mmu`]: construction from a [`Config`] (main-table size, PCID contexts,
 //!   MAXPHYADDR, [`StalePolicy`]); [`Mmu::translate`],
 //!   [`Mmu::translate_sized`], [`Mmu::read`], [`Mmu::write`], [`Mmu::fetch`]
 //!   for accesses of 1 to 64 bytes, split at page boundaries as the CPU
@@ -46,8 +46,8 @@ pub use mem::GuestMem;
 #[doc(hidden)]
 pub use mmu::Bug;
 pub use mmu::{
-    CachedEntry, Config, ConfigError, Flushes, Invpcid, MAX_ACCESS, Mmu, Mode, Span, StalePolicy,
-    Stats, VICTIMS,
+    CachedEntry, Config, ConfigError, Flushes, Invpcid, L1_SLOTS, MAX_ACCESS, Mmu, Mode, Span,
+    StalePolicy, Stats, VICTIMS,
 };
 /// The page-table crate this MMU walks with (its tables, mapper and `PhysMem`).
 pub use pgtable;

@@ -4,25 +4,39 @@
 //!
 //! Translations are cached per *context* (a PCID the CPU has run under) and
 //! per *mode* (QEMU's mmu_idx: user, supervisor with SMAP enforced,
-//! supervisor without). Each (context, mode) pair owns a direct-mapped table
-//! of `entries` slots, indexed by the low bits of the virtual page number,
-//! and an 8-entry victim cache that catches entries evicted by a conflicting
-//! fill.
+//! supervisor without), in two levels, as a CPU keeps a small L1 dTLB in
+//! front of a larger second-level TLB:
 //!
-//! A slot is split in two. The hot half, `Fast`, is what the hit path
-//! reads: one comparator per access kind (read, write, fetch) and the
-//! physical 4 KiB frame. A comparator holds the page's address when that
-//! access is allowed in that mode under the current CR0.WP, CR4.SMEP,
-//! CR4.PKE and PKRU, and an impossible value otherwise, so a hit is one
-//! load, one compare, one branch and one OR of the page offset into the
-//! frame (plus the hit counter's increment). The current (context, mode)'s
-//! hot table is kept apart (`hot`, swapped in by pointer when the mode or
-//! the PCID changes), so the hit path indexes it by the page number's low
-//! bits alone; the index is in bounds by construction, and the one bounds
-//! check safe Rust keeps shares the miss branch. The cold half, `Meta`, holds what the SDM says a
-//! TLB entry holds (frame, R/W AND, U/S AND, XD OR, protection key, the
-//! leaf's Dirty bit, page size, global) and is read only on the slow path
-//! and by invalidation.
+//! - the *main table*: per (context, mode), a direct-mapped table of
+//!   [`Config::entries`] slots (the size an emulator chooses, 8 to 2^20),
+//!   indexed by the low bits of the virtual page number, and an 8-entry
+//!   victim cache that catches entries evicted by a conflicting fill. A
+//!   slot holds what the SDM says a TLB entry holds ([`CachedEntry`]:
+//!   frame, R/W AND, U/S AND, XD OR, protection key, the leaf's Dirty bit,
+//!   page size, global). Every decision (hits the first level cannot
+//!   answer, stale-entry faults, invalidation) is made here.
+//! - the *first level*: per (context, mode), a direct-mapped table of
+//!   [`L1_SLOTS`] slots (a constant, so that safe Rust indexes it with a
+//!   masked page number and no bounds check), which is all the hit path
+//!   reads. Its slots are laid out by column: one array of comparators per
+//!   access kind (read, write, fetch) and one of 4 KiB frames. A
+//!   comparator holds the page number when that access is allowed in that
+//!   mode under the current CR0.WP, CR4.SMEP, CR4.PKE and PKRU, and a value
+//!   no page number has otherwise, so a hit is one load, one compare, one
+//!   branch and one OR of the page offset into the frame (plus the hit
+//!   counter's increment). The current (context, mode)'s first level is
+//!   kept apart (`l1`, swapped in by pointer when the mode or the PCID
+//!   changes), so the hit path indexes it by the page number's low bits
+//!   alone.
+//!
+//! The first level only ever holds copies of main-table entries of its
+//! (context, mode), with comparators derived under the current state: an
+//! entry leaving the main table (eviction to the victim cache,
+//! invalidation) takes its copy with it, a change of state that changes
+//! what entries allow empties the first levels, and a first-level miss
+//! whose page the main table holds refills the slot without walking. So
+//! every invalidation rule is enforced on the main table alone, and the
+//! first level answers exactly what the main table would.
 //!
 //! Write comparators are set only for entries whose Dirty bit is cached as
 //! 1: the first write to a clean page misses, walks again, and the walk sets
@@ -71,8 +85,7 @@ use crate::mem::GuestMem;
 use crate::regs::*;
 
 const PAGE_MASK: u64 = !(PAGE_SIZE - 1);
-/// A comparator value no access can produce (accesses compare page-aligned
-/// addresses).
+/// The page of an empty main or victim slot (no page address is odd).
 const INVALID_TAG: u64 = 1;
 /// Victim-cache entries per (context, mode).
 pub const VICTIMS: usize = 8;
@@ -80,6 +93,13 @@ pub const VICTIMS: usize = 8;
 const MODES: usize = 3;
 /// Largest access, in bytes (an AVX-512 register).
 pub const MAX_ACCESS: usize = 64;
+/// Slots of each first-level table (see the [module](self) docs): fixed,
+/// so that the hit path's index is in bounds by construction. The main
+/// table behind it is sized at run time ([`Config::entries`]).
+pub const L1_SLOTS: usize = 256;
+/// A first-level comparator no access matches (a page number has at most
+/// 52 bits).
+const NO_VPN: u64 = u64::MAX;
 
 /// The privilege mode a table serves (QEMU's mmu_idx for x86).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -109,8 +129,9 @@ pub enum StalePolicy {
 /// How the TLB is sized and behaves.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct Config {
-    /// Slots of each direct-mapped table (one per mode and context): a
-    /// power of two in 8..=2^20.
+    /// Slots of each main table (one per mode and context): a power of two
+    /// in 8..=2^20, 32 bytes each. The first level in front of it has a
+    /// fixed [`L1_SLOTS`] slots.
     pub entries: usize,
     /// PCIDs whose entries are kept at once, 1..=4096 (the least recently
     /// used one is dropped to make room; with CR4.PCIDE=0 only PCID 0 is
@@ -124,8 +145,9 @@ pub struct Config {
 
 impl Default for Config {
     /// 256 slots per table, 4 contexts, MAXPHYADDR 52, faithful stale
-    /// entries: 3 modes x 4 contexts x 256 x 32 bytes = 96 KiB of hot
-    /// tables.
+    /// entries: 3 modes x 4 contexts x 256 x 32 bytes = 96 KiB of main
+    /// tables, and at most as much again of first-level tables (8 KiB per
+    /// (context, mode), allocated when first used).
     fn default() -> Self {
         Self { entries: 256, contexts: 4, maxphyaddr: 52, stale: StalePolicy::Faithful }
     }
@@ -188,7 +210,9 @@ pub struct Flushes {
 /// What the MMU counted since construction or [`Mmu::reset_stats`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
 pub struct Stats {
-    /// Accesses answered by the hit path (one compare).
+    /// Accesses answered without a walk by the first level (the hit path:
+    /// one compare) or, when the first level does not hold the page for
+    /// that access, by the main table.
     pub hits: u64,
     /// Accesses answered from the victim cache.
     pub victim_hits: u64,
@@ -324,18 +348,56 @@ impl CachedEntry {
     }
 }
 
-/// The hot half of a slot: a comparator per access kind and the 4 KiB
-/// frame. The answer of a hit is the frame with the address's page offset
-/// ORed in ([`PhysAddr::or_frame_offset`]), already a valid `PhysAddr`
-/// (no 52-bit truncation on the hit path).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-#[repr(C, align(32))]
-struct Fast {
-    tag: [u64; 3],
-    frame: PhysAddr,
+/// A first-level table: per access kind (read, write, fetch), the page
+/// number each slot allows that access for, or [`NO_VPN`]; and the slot's
+/// 4 KiB frame. The answer of a hit is the frame with the address's page
+/// offset ORed in ([`PhysAddr::or_frame_offset`]), already a valid
+/// `PhysAddr` (no 52-bit truncation on the hit path). Laid out by column:
+/// a hit reads one comparator and one frame, indexed by the same slot.
+#[derive(Clone, Debug)]
+struct L1 {
+    tag: [[u64; L1_SLOTS]; 3],
+    frame: [PhysAddr; L1_SLOTS],
 }
 
-const EMPTY_FAST: Fast = Fast { tag: [INVALID_TAG; 3], frame: PhysAddr::new_truncate(0) };
+impl L1 {
+    fn empty() -> Box<Self> {
+        Box::new(Self {
+            tag: [[NO_VPN; L1_SLOTS]; 3],
+            frame: [PhysAddr::new_truncate(0); L1_SLOTS],
+        })
+    }
+
+    /// Empties every slot (a slot whose comparators are all [`NO_VPN`]
+    /// answers nothing, whatever its frame).
+    fn clear(&mut self) {
+        self.tag = [[NO_VPN; L1_SLOTS]; 3];
+    }
+
+    /// Caches `page` (4 KiB aligned) at `frame` for the accesses in `bits`
+    /// (bit 0 read, 1 write, 2 fetch).
+    #[inline]
+    fn put(&mut self, page: u64, frame: u64, bits: u8) {
+        let vpn = page >> 12;
+        let s = vpn as usize % L1_SLOTS;
+        for (k, tag) in self.tag.iter_mut().enumerate() {
+            tag[s] = if bits >> k & 1 != 0 { vpn } else { NO_VPN };
+        }
+        self.frame[s] = PhysAddr::new_truncate(frame);
+    }
+
+    /// Drops the copy of `page`, if the slot holds it.
+    #[inline]
+    fn forget(&mut self, page: u64) {
+        let vpn = page >> 12;
+        let s = vpn as usize % L1_SLOTS;
+        for tag in &mut self.tag {
+            if tag[s] == vpn {
+                tag[s] = NO_VPN;
+            }
+        }
+    }
+}
 
 /// The cold half of a slot: the SDM's entry, empty when its page is
 /// `INVALID_TAG` (no page address is odd).
@@ -454,6 +516,8 @@ pub enum Bug {
     Cr3KeepsNonGlobal,
     /// Write permission is cached for a clean page (D=0).
     WriteOnCleanPage,
+    /// An invalidated main-table entry leaves its first-level copy behind.
+    FirstLevelOutlivesEntry,
 }
 
 /// An x86-64 MMU: the paging registers and a TLB over pgtable's walk.
@@ -490,21 +554,24 @@ pub enum Bug {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Mmu {
-    // Hot: the hit path reads these three fields and one slot.
-    /// The current (context, mode)'s table, `entries` slots: the hit path
-    /// indexes it with the page number's low bits alone (no set base).
-    hot: Box<[Fast]>,
-    mask: usize,
+    // Hot: the hit path reads these two fields.
+    /// The current (context, mode)'s first level: the hit path indexes it
+    /// with the page number's low bits alone (no set base, no bounds
+    /// check).
+    l1: Box<L1>,
     stats: Stats,
 
-    /// Every (context, mode)'s table, `entries` slots each, except the
-    /// current one (`hot_set`), whose place holds an empty box while its
-    /// table is `hot`: a change of mode or context swaps two boxes.
-    fast: Vec<Box<[Fast]>>,
+    /// Every other (context, mode)'s first level, `None` until the set is
+    /// first used; the current set's place is `None` while its table is
+    /// `l1`: a change of mode or context swaps two boxes.
+    l1s: Vec<Option<Box<L1>>>,
+    /// The current (context, mode) and the index of its first main slot.
     hot_set: usize,
+    hot_base: usize,
+    mask: usize,
 
+    /// The main tables, `entries` slots per (context, mode).
     meta: Vec<Meta>,
-    vfast: Vec<Fast>,
     vmeta: Vec<Meta>,
     /// The page of each victim slot (`INVALID_TAG` when empty): the probe
     /// reads one cache line per set.
@@ -552,15 +619,14 @@ impl Mmu {
         let mut ctxs = vec![Ctx { pcid: 0, live: false, stamp: 0 }; config.contexts];
         ctxs[0].live = true;
         let regs = Regs::default();
-        let table = || vec![EMPTY_FAST; n].into_boxed_slice();
         Ok(Self {
-            hot: table(),
-            mask: n - 1,
-            fast: (0..sets).map(|s| if s == 0 { Box::default() } else { table() }).collect(),
-            hot_set: 0,
+            l1: L1::empty(),
             stats: Stats::default(),
+            l1s: vec![None; sets],
+            hot_set: 0,
+            hot_base: 0,
+            mask: n - 1,
             meta: vec![Meta::default(); sets * n],
-            vfast: vec![EMPTY_FAST; sets * VICTIMS],
             vmeta: vec![Meta::default(); sets * VICTIMS],
             vpage: vec![INVALID_TAG; sets * VICTIMS],
             vnext: vec![0; sets],
@@ -675,11 +741,11 @@ impl Mmu {
         va: u64,
         access: Access,
     ) -> Result<PhysAddr, Error> {
-        if let Some(e) = self.hot.get((va >> 12) as usize & self.mask) {
-            if e.tag[access as usize] == va & PAGE_MASK {
-                self.stats.hits += 1;
-                return Ok(e.frame.or_frame_offset(va));
-            }
+        let vpn = va >> 12;
+        let s = vpn as usize % L1_SLOTS;
+        if self.l1.tag[access as usize][s] == vpn {
+            self.stats.hits += 1;
+            return Ok(self.l1.frame[s].or_frame_offset(va));
         }
         self.translate_page(mem, va, access)
     }
@@ -699,14 +765,14 @@ impl Mmu {
     ) -> Result<Span, Error> {
         if size.wrapping_sub(1) < MAX_ACCESS {
             let last = va.wrapping_add(size as u64 - 1);
-            if let Some(e) = self.hot.get((va >> 12) as usize & self.mask) {
-                // A crossing access compares the last byte's page with the
-                // first byte's slot: never equal, so it takes the slow path.
-                if e.tag[access as usize] == last & PAGE_MASK {
-                    self.stats.hits += 1;
-                    let pa = e.frame.or_frame_offset(va);
-                    return Ok(Span { first: pa, first_len: size, second: None, len: size });
-                }
+            let s = (va >> 12) as usize % L1_SLOTS;
+            // A crossing access compares the last byte's page number with
+            // the first byte's slot, which only holds page numbers of the
+            // first byte's residue: never equal, so it takes the slow path.
+            if self.l1.tag[access as usize][s] == last >> 12 {
+                self.stats.hits += 1;
+                let pa = self.l1.frame[s].or_frame_offset(va);
+                return Ok(Span { first: pa, first_len: size, second: None, len: size });
             }
         }
         self.translate_sized_slow(mem, va, size, access)
@@ -821,12 +887,11 @@ impl Mmu {
         let vaddr =
             VirtAddr::new(va).map_err(|_| Error::GeneralProtection(GpCause::NonCanonical(va)))?;
         let page = va & PAGE_MASK;
-        let set = self.set(self.cur_ctx, self.mode);
-        let i = set * self.entries + ((va >> 12) as usize & self.mask);
+        let i = self.hot_base + ((va >> 12) as usize & self.mask);
         let found = if self.meta[i].e.page == page {
             Some((false, i))
         } else {
-            self.probe_victims(set, page).map(|j| (true, j))
+            self.probe_victims(self.hot_set, page).map(|j| (true, j))
         };
         if let Some((victim, j)) = found {
             let e = if victim { self.vmeta[j].e } else { self.meta[j].e };
@@ -834,15 +899,22 @@ impl Mmu {
                 Decision::Allow => {
                     if victim {
                         self.stats.victim_hits += 1;
-                        // `i` is in the current set, whose table is `hot`.
-                        let slot = i & self.mask;
-                        core::mem::swap(&mut self.hot[slot], &mut self.vfast[j]);
                         core::mem::swap(&mut self.meta[i], &mut self.vmeta[j]);
-                        self.vpage[j] =
-                            if self.vmeta[j].valid() { self.vmeta[j].e.page } else { INVALID_TAG };
+                        if self.vmeta[j].valid() {
+                            // Out of the main table: no first-level copy.
+                            let out = self.vmeta[j].e.page;
+                            self.vpage[j] = out;
+                            self.l1.forget(out);
+                        } else {
+                            self.vpage[j] = INVALID_TAG;
+                        }
                     } else {
+                        // In the main table, not (or not for this access
+                        // kind) in the first level.
                         self.stats.hits += 1;
                     }
+                    let bits = self.allow_bits(&e, self.mode);
+                    self.l1.put(page, e.frame, bits);
                     return Ok(PhysAddr::new_truncate(e.frame | (va & !PAGE_MASK)));
                 }
                 Decision::Deny(code) if self.config.stale == StalePolicy::Faithful => {
@@ -937,17 +1009,6 @@ impl Mmu {
         bits
     }
 
-    #[inline]
-    fn fast_of(e: &CachedEntry, bits: u8) -> Fast {
-        let tag = |k: u32| if bits >> k & 1 != 0 { e.page } else { INVALID_TAG };
-        Fast { tag: [tag(0), tag(1), tag(2)], frame: PhysAddr::new_truncate(e.frame) }
-    }
-
-    #[inline]
-    fn derive(&self, e: &CachedEntry, mode: Mode) -> Fast {
-        Self::fast_of(e, self.allow_bits(e, mode))
-    }
-
     /// Installs the walk's translation in the main slot; `stale_victim` is
     /// the victim slot that held an older entry for the page, if any.
     fn fill(&mut self, va: u64, t: &pgtable::Translation, stale_victim: Option<usize>) {
@@ -1014,30 +1075,35 @@ impl Mmu {
         None
     }
 
-    /// Puts `e` in the current set's slot for its page, moving the slot's
-    /// other entry to the victim cache.
+    /// Puts `e` in the current set's main slot for its page and its
+    /// comparators (`bits`) in the first level, moving the slot's other
+    /// entry to the victim cache.
     #[inline]
     fn install(&mut self, e: CachedEntry, bits: u8, stale_victim: Option<usize>) {
         let page = e.page;
         let size_mask = e.size_mask;
-        let set = self.set(self.cur_ctx, self.mode);
+        let set = self.hot_set;
         // One entry per page and set: drop the older copy in the victims.
         if let Some(j) = stale_victim {
             self.drop_victim(j);
         }
-        debug_assert_eq!(set, self.hot_set, "the current set's table is hot");
-        let slot = (page >> 12) as usize & self.mask;
-        let i = set * self.entries + slot;
-        if self.meta[i].valid() && self.meta[i].e.page != page {
+        let i = self.hot_base + ((page >> 12) as usize & self.mask);
+        let old = self.meta[i].e.page;
+        if old != INVALID_TAG && old != page {
             let k = usize::from(self.vnext[set]);
             self.vnext[set] = ((k + 1) % VICTIMS) as u8;
             let j = set * VICTIMS + k;
             self.vmeta[j] = self.meta[i];
-            self.vfast[j] = self.hot[slot];
-            self.vpage[j] = self.meta[i].e.page;
+            self.vpage[j] = old;
+            // Out of the main table: no first-level copy. With at least
+            // L1_SLOTS main slots, `old` and `page` share a first-level
+            // slot too, and the `put` below overwrites it.
+            if self.mask < L1_SLOTS - 1 {
+                self.l1.forget(old);
+            }
         }
-        self.hot[slot] = Self::fast_of(&e, bits);
         self.meta[i] = Meta { e };
+        self.l1.put(page, e.frame, bits);
         if size_mask > PAGE_SIZE - 1 {
             let lo = page & !size_mask;
             self.large_lo = self.large_lo.min(lo);
@@ -1046,28 +1112,25 @@ impl Mmu {
         self.stats.fills += 1;
     }
 
-    /// Rebuilds every comparator from the cached entries after a change of
-    /// state that changes what entries allow without invalidating them.
+    /// After a change of state that changes what entries allow without
+    /// invalidating them: empties every first level, whose comparators
+    /// were derived under the old state (each slot is derived again from
+    /// the main table on its next access; the main tables and victim caches
+    /// hold no comparators).
     fn rederive_all(&mut self) {
-        let modes = [Mode::User, Mode::SupervisorSmap, Mode::Supervisor];
-        for set in 0..self.ctxs.len() * MODES {
-            let mode = modes[set % MODES];
-            for i in set * self.entries..(set + 1) * self.entries {
-                if self.meta[i].valid() {
-                    let f = self.derive(&self.meta[i].e, mode);
-                    *self.fast_slot(i) = f;
-                }
-            }
-            for j in set * VICTIMS..(set + 1) * VICTIMS {
-                if self.vmeta[j].valid() {
-                    self.vfast[j] = self.derive(&self.vmeta[j].e, mode);
-                }
-            }
+        self.clear_l1s();
+    }
+
+    /// Empties every first level.
+    fn clear_l1s(&mut self) {
+        self.l1.clear();
+        for t in self.l1s.iter_mut().flatten() {
+            t.clear();
         }
     }
 
-    /// Recomputes the mode and makes its table (for the current context)
-    /// the hit path's.
+    /// Recomputes the mode and makes its first level (for the current
+    /// context) the hit path's.
     fn update_mode(&mut self) {
         let r = &self.regs;
         self.mode = if r.cpl == 3 {
@@ -1079,32 +1142,35 @@ impl Mmu {
         };
         let set = self.set(self.cur_ctx, self.mode);
         if set != self.hot_set {
-            let table = core::mem::take(&mut self.fast[set]);
-            self.fast[self.hot_set] = core::mem::replace(&mut self.hot, table);
+            let table = self.l1s[set].take().unwrap_or_else(L1::empty);
+            self.l1s[self.hot_set] = Some(core::mem::replace(&mut self.l1, table));
             self.hot_set = set;
         }
+        self.hot_base = set * self.entries;
         self.cpu = self.cpu_state();
         self.rsvd = pgtable::entry::cpu_reserved_mask(self.config.maxphyaddr, self.policy.nxe);
     }
 
     // ----- invalidation primitives ------------------------------------
 
-    /// The hot half of slot `i` (`set * entries + slot`), wherever its
-    /// table is (for invalidation; fills and the victim swap are in the
-    /// current set, whose table is `hot`).
-    #[inline]
-    fn fast_slot(&mut self, i: usize) -> &mut Fast {
-        let (set, slot) = (i >> self.entries.trailing_zeros(), i & self.mask);
-        if set == self.hot_set { &mut self.hot[slot] } else { &mut self.fast[set][slot] }
-    }
-
+    /// Drops main slot `i` (`set * entries + slot`) and its first-level
+    /// copy, wherever that set's first level is.
     fn drop_main(&mut self, i: usize) {
-        *self.fast_slot(i) = EMPTY_FAST;
+        let page = self.meta[i].e.page;
         self.meta[i].e.page = INVALID_TAG;
+        let set = i >> self.entries.trailing_zeros();
+        #[cfg(feature = "fault-injection")]
+        if self.bug == Bug::FirstLevelOutlivesEntry {
+            return;
+        }
+        if set == self.hot_set {
+            self.l1.forget(page);
+        } else if let Some(t) = self.l1s[set].as_deref_mut() {
+            t.forget(page);
+        }
     }
 
     fn drop_victim(&mut self, j: usize) {
-        self.vfast[j] = EMPTY_FAST;
         self.vmeta[j].e.page = INVALID_TAG;
         self.vpage[j] = INVALID_TAG;
     }
@@ -1186,12 +1252,8 @@ impl Mmu {
                 }
             }
         } else {
-            self.hot.fill(EMPTY_FAST);
-            for t in &mut self.fast {
-                t.fill(EMPTY_FAST);
-            }
+            self.clear_l1s();
             self.meta.fill(Meta::default());
-            self.vfast.fill(EMPTY_FAST);
             self.vmeta.fill(Meta::default());
             self.vpage.fill(INVALID_TAG);
             self.large_lo = u64::MAX;

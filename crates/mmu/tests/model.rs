@@ -16,8 +16,9 @@
 //! walk (no edit since the covering invalidation), that is exactly "equal
 //! to a fresh walk"; the test counts how often each case arises.
 //!
-//! Three deliberately wrong TLBs (the `fault-injection` knob) must make the
-//! property fail.
+//! Four deliberately wrong TLBs (the `fault-injection` knob) must make the
+//! property fail: the issue's three, and a first-level table that keeps the
+//! copy of an invalidated entry.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -42,9 +43,15 @@ fn pt_frame(a: usize, b: usize, c: usize) -> u64 {
     8 + (a * 4 + b * 2 + c) as u64
 }
 
+/// The page-table slots of the universe's 4 KiB pages: two pairs of
+/// neighbours (accesses split across 0-1 and 8-9), and page numbers equal
+/// modulo 8 but not modulo 256 (0 and 8, 1 and 9), which share a slot of an
+/// 8-slot main table but not of the 256-slot first level.
+const PT_SLOTS: [u64; 4] = [0, 1, 8, 9];
+
 /// The virtual address of page (a, b, c, d) of the universe.
 fn va_of(a: usize, b: usize, c: usize, d: usize) -> u64 {
-    let raw = (PML4_SLOTS[a] << 39) | ((b as u64) << 30) | ((c as u64) << 21) | ((d as u64) << 12);
+    let raw = (PML4_SLOTS[a] << 39) | ((b as u64) << 30) | ((c as u64) << 21) | (PT_SLOTS[d] << 12);
     pgtable::VirtAddr::new_truncate(raw).as_u64()
 }
 
@@ -82,9 +89,9 @@ fn slots() -> Vec<Slot> {
                     level: 2,
                     child: Some(pt_frame(a, b, c)),
                 });
-                for d in 0..4 {
+                for (d, pt_slot) in PT_SLOTS.iter().enumerate() {
                     v.push(Slot {
-                        pa: pt_frame(a, b, c) * 4096 + d as u64 * 8,
+                        pa: pt_frame(a, b, c) * 4096 + pt_slot * 8,
                         va: va_of(a, b, c, d),
                         level: 1,
                         child: None,
@@ -366,7 +373,7 @@ struct World {
 }
 
 impl World {
-    fn new(init: &[Bits], pcide: bool, pge: bool) -> Self {
+    fn new(init: &[Bits], pcide: bool, pge: bool, entries: usize) -> Self {
         let slots = slots();
         let mut mem = FrameMem::new(FRAMES);
         for (s, b) in slots.iter().zip(init) {
@@ -379,7 +386,7 @@ impl World {
         if pge {
             regs.cr4 |= CR4_PGE;
         }
-        let config = Config { entries: 8, contexts: 2, maxphyaddr: MAXPHY, ..Config::default() };
+        let config = Config { entries, contexts: 2, maxphyaddr: MAXPHY, ..Config::default() };
         let mut mmu = Mmu::new(config).unwrap();
         mmu.set_regs(regs).unwrap();
         Self { mem, mmu, regs, cached: Vec::new(), slots, tally: Tally::default() }
@@ -819,8 +826,8 @@ static SIZED: AtomicU64 = AtomicU64::new(0);
 static SPLIT: AtomicU64 = AtomicU64::new(0);
 static INVALIDATIONS: [AtomicU64; 12] = [const { AtomicU64::new(0) }; 12];
 
-fn run_case(case: &Case, bug: Bug) -> Result<(), TestCaseError> {
-    let mut w = World::new(&case.init, case.pcide, case.pge);
+fn run_case(case: &Case, bug: Bug, entries: usize) -> Result<(), TestCaseError> {
+    let mut w = World::new(&case.init, case.pcide, case.pge, entries);
     w.mmu.inject(bug);
     for (k, op) in case.ops.iter().enumerate() {
         w.step(op).map_err(|e| TestCaseError::fail(format!("step {k} {op:?}: {e}")))?;
@@ -855,13 +862,35 @@ fn runner(cases: u32, shrink: bool) -> TestRunner {
     TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha))
 }
 
+/// The main-table sizes the model runs against. The universe's page
+/// numbers differ in bits 0 and 3 ([`PT_SLOTS`]), 9 (c), 18 (b) and 27
+/// (a); the first level has `L1_SLOTS` = 256 slots, indexed by bits 0-7.
+/// - 8 slots: pages equal in bit 0 share a main slot (conflicts, victim
+///   cache), and pages 0 and 8 do so with first-level slots of their own
+///   (an entry leaving the main table must take its first-level copy with
+///   it);
+/// - 1024 slots: pages differing in c have main slots of their own but
+///   share a first-level slot (first-level misses the main table answers),
+///   and entries sharing a main slot share a first-level slot.
+const SIZES: [usize; 2] = [8, 1024];
+
 #[test]
 fn tlb_matches_the_sdm_model() {
+    assert_eq!(ptemu_mmu::L1_SLOTS, 256, "SIZES assumes a 256-slot first level");
+    for entries in SIZES {
+        model(entries);
+    }
+}
+
+fn model(entries: usize) {
+    for a in [&STRICT, &RELAXED, &STALE, &SIZED, &SPLIT].into_iter().chain(&INVALIDATIONS) {
+        a.store(0, Ordering::Relaxed);
+    }
     let cases = cases();
     let mut r = runner(cases, true);
-    let result = r.run(&case_strategy(STEPS), |case| run_case(&case, Bug::None));
+    let result = r.run(&case_strategy(STEPS), |case| run_case(&case, Bug::None, entries));
     if let Err(e) = result {
-        panic!("{e}");
+        panic!("{entries}-slot main tables: {e}");
     }
     let inv = INVALIDATIONS.each_ref().map(|a| a.load(Ordering::Relaxed));
     let names = [
@@ -879,8 +908,9 @@ fn tlb_matches_the_sdm_model() {
         "#PF",
     ];
     println!(
-        "model: {cases} cases x {STEPS} steps; accesses: {} strict (must equal a fresh walk), \
-         {} relaxed (stale entries allowed), {} answered from a stale entry",
+        "model, {entries}-slot main tables: {cases} cases x {STEPS} steps; accesses: {} strict \
+         (must equal a fresh walk), {} relaxed (stale entries allowed), {} answered from a \
+         stale entry",
         STRICT.load(Ordering::Relaxed),
         RELAXED.load(Ordering::Relaxed),
         STALE.load(Ordering::Relaxed)
@@ -902,10 +932,12 @@ fn tlb_matches_the_sdm_model() {
 }
 
 fn caught(bug: Bug) {
-    let mut r = runner(400, false);
-    match r.run(&case_strategy(STEPS), |case| run_case(&case, bug)) {
-        Err(TestError::Fail(why, _)) => println!("{bug:?} caught: {why}"),
-        other => panic!("{bug:?} was not caught: {other:?}"),
+    for entries in SIZES {
+        let mut r = runner(400, false);
+        match r.run(&case_strategy(STEPS), |case| run_case(&case, bug, entries)) {
+            Err(TestError::Fail(why, _)) => println!("{bug:?} caught ({entries} slots): {why}"),
+            other => panic!("{bug:?} was not caught with {entries}-slot tables: {other:?}"),
+        }
     }
 }
 
@@ -922,4 +954,9 @@ fn catches_cr3_write_keeping_non_global_entries() {
 #[test]
 fn catches_write_permission_on_a_clean_page() {
     caught(Bug::WriteOnCleanPage);
+}
+
+#[test]
+fn catches_a_first_level_copy_outliving_its_entry() {
+    caught(Bug::FirstLevelOutlivesEntry);
 }
