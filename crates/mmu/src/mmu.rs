@@ -380,9 +380,11 @@ impl L1 {
     fn put(&mut self, page: u64, frame: u64, bits: u8) {
         let vpn = page >> 12;
         let s = vpn as usize % L1_SLOTS;
-        for (k, tag) in self.tag.iter_mut().enumerate() {
-            tag[s] = if bits >> k & 1 != 0 { vpn } else { NO_VPN };
-        }
+        // vpn where the bit is set, vpn | !0 = NO_VPN where it is clear.
+        let tag = |k: u32| vpn | u64::from(bits >> k & 1 == 0).wrapping_neg();
+        self.tag[0][s] = tag(0);
+        self.tag[1][s] = tag(1);
+        self.tag[2][s] = tag(2);
         self.frame[s] = PhysAddr::new_truncate(frame);
     }
 
@@ -583,6 +585,9 @@ pub struct Mmu {
     /// loads instead of running the permission rules.
     allow: [[u8; 16]; MODES],
     pk_deny: [[u8; 16]; MODES],
+    /// The current mode's rows of `allow` and `pk_deny`.
+    allow_now: [u8; 16],
+    pk_deny_now: [u8; 16],
     entries: usize,
     ctxs: Vec<Ctx>,
     cur_ctx: usize,
@@ -632,6 +637,8 @@ impl Mmu {
             vnext: vec![0; sets],
             allow: [[0; 16]; MODES],
             pk_deny: [[0; 16]; MODES],
+            allow_now: [0; 16],
+            pk_deny_now: [0; 16],
             entries: n,
             ctxs,
             cur_ctx: 0,
@@ -913,7 +920,7 @@ impl Mmu {
                         // kind) in the first level.
                         self.stats.hits += 1;
                     }
-                    let bits = self.allow_bits(&e, self.mode);
+                    let bits = self.allow_bits(&e);
                     self.l1.put(page, e.frame, bits);
                     return Ok(PhysAddr::new_truncate(e.frame | (va & !PAGE_MASK)));
                 }
@@ -932,11 +939,10 @@ impl Mmu {
         // The common miss: every entry present, valid and already accessed
         // (and dirty for a write), the access allowed. Nothing to write, so
         // a read-only pass decides it; anything else is pgtable's walk.
-        if let Some(e) = self.quick_walk(mem, va) {
-            let bits = self.allow_bits(&e, self.mode);
+        if let Some((e, bits)) = self.quick_walk(mem, va) {
             if bits >> (access as u32) & 1 != 0 {
                 let pa = e.frame | (va & !PAGE_MASK);
-                self.install(e, bits, stale_victim);
+                self.install(i, e, bits, stale_victim);
                 return Ok(PhysAddr::new_truncate(pa));
             }
         }
@@ -993,20 +999,24 @@ impl Mmu {
         ctx * MODES + mode as usize
     }
 
-    /// The accesses `e` allows in `mode` now (bit 0 read, 1 write with D
-    /// cached, 2 fetch): the same answer as [`decide`]'s `Allow`.
+    /// The accesses `e` allows in the current mode now (bit 0 read, 1
+    /// write with D cached, 2 fetch): the same answer as [`decide`]'s
+    /// `Allow`.
     #[inline]
-    fn allow_bits(&self, e: &CachedEntry, mode: Mode) -> u8 {
+    fn allow_bits(&self, e: &CachedEntry) -> u8 {
         let key = usize::from(e.writable)
             | usize::from(e.user) << 1
             | usize::from(e.nx) << 2
             | usize::from(e.dirty) << 3;
-        let m = mode as usize;
-        let mut bits = self.allow[m][key];
-        if e.user {
-            bits &= !self.pk_deny[m][usize::from(e.pkey & 15)];
-        }
-        bits
+        self.allow_key(key, e.user, e.pkey)
+    }
+
+    /// [`Self::allow_bits`] from the fill table's key (W | U<<1 | XD<<2 |
+    /// D<<3), U/S and the protection key.
+    #[inline]
+    fn allow_key(&self, key: usize, user: bool, pkey: u8) -> u8 {
+        let bits = self.allow_now[key % 16];
+        if user { bits & !self.pk_deny_now[usize::from(pkey % 16)] } else { bits }
     }
 
     /// Installs the walk's translation in the main slot; `stale_victim` is
@@ -1024,28 +1034,38 @@ impl Mmu {
             dirty: leaf & EntryFlags::DIRTY.bits() != 0,
             pkey: pgtable::entry::pkey(leaf),
         };
-        let bits = self.allow_bits(&e, self.mode);
-        self.install(e, bits, stale_victim);
+        let bits = self.allow_bits(&e);
+        let i = self.hot_base + ((va >> 12) as usize & self.mask);
+        self.install(i, e, bits, stale_victim);
     }
 
     /// A read-only walk that succeeds only when the walk would write
     /// nothing: every entry present, without reserved bits, with A set.
-    /// It returns the entry the TLB would cache; the caller still checks
-    /// the access (and D for a write) against it and otherwise leaves the
-    /// address to pgtable's walk, which produces faults and sets A/D.
+    /// It returns the entry the TLB would cache and the accesses it allows
+    /// now ([`Self::allow_bits`], computed from the entries' bits); the
+    /// caller still checks the access (and D for a write) against them and
+    /// otherwise leaves the address to pgtable's walk, which produces
+    /// faults and sets A/D.
     #[inline]
-    fn quick_walk<M: pgtable::PhysMem + ?Sized>(&self, mem: &M, va: u64) -> Option<CachedEntry> {
+    fn quick_walk<M: pgtable::PhysMem + ?Sized>(
+        &self,
+        mem: &M,
+        va: u64,
+    ) -> Option<(CachedEntry, u8)> {
         use pgtable::Level;
         use pgtable::entry::{ADDR_MASK, frame_mask, level_reserved_mask};
         const P_A: u64 = EntryFlags::PRESENT.bits() | EntryFlags::ACCESSED.bits();
         let mut table = self.regs.cr3 & ADDR_MASK;
         let mut all = !0u64;
         let mut any = 0u64;
+        // P and A are never reserved bits: one test finds either clear or
+        // a reserved bit set.
+        let must = P_A | self.rsvd;
         for level in [Level::Pml4, Level::Pdpt, Level::Pd, Level::Pt] {
             let shift = level.shift();
             let at = table | (((va >> shift) & 511) << 3);
             let raw = mem.read_u64(PhysAddr::new_truncate(at)).ok()?;
-            if raw & P_A != P_A || raw & (self.rsvd | level_reserved_mask(raw, level)) != 0 {
+            if (raw ^ P_A) & (must | level_reserved_mask(raw, level)) != 0 {
                 return None;
             }
             all &= raw;
@@ -1058,28 +1078,37 @@ impl Mmu {
             if leaf {
                 let size_mask = (1u64 << shift) - 1;
                 let frame = ((raw & frame_mask(raw, level)) | (va & size_mask)) & PAGE_MASK;
-                return Some(CachedEntry {
+                let nx = self.policy.nxe && any & EntryFlags::NX.bits() != 0;
+                let user = all & EntryFlags::USER.bits() != 0;
+                let pkey = pgtable::entry::pkey(raw);
+                // allow_bits' key straight from the bits: R/W (bit 1) and
+                // U/S (bit 2) ANDed, XD ORed, the leaf's D (bit 6).
+                let key = ((all >> 1) & 3) as usize
+                    | usize::from(nx) << 2
+                    | (((raw >> 6) & 1) as usize) << 3;
+                let e = CachedEntry {
                     page: va & PAGE_MASK,
                     frame,
                     size_mask,
                     global: self.regs.cr4 & CR4_PGE != 0 && raw & EntryFlags::GLOBAL.bits() != 0,
                     writable: all & EntryFlags::WRITABLE.bits() != 0,
-                    user: all & EntryFlags::USER.bits() != 0,
-                    nx: self.policy.nxe && any & EntryFlags::NX.bits() != 0,
+                    user,
+                    nx,
                     dirty: raw & EntryFlags::DIRTY.bits() != 0,
-                    pkey: pgtable::entry::pkey(raw),
-                });
+                    pkey,
+                };
+                return Some((e, self.allow_key(key, user, pkey)));
             }
             table = raw & ADDR_MASK;
         }
         None
     }
 
-    /// Puts `e` in the current set's main slot for its page and its
-    /// comparators (`bits`) in the first level, moving the slot's other
+    /// Puts `e` in main slot `i` (the current set's slot for its page) and
+    /// its comparators (`bits`) in the first level, moving the slot's other
     /// entry to the victim cache.
     #[inline]
-    fn install(&mut self, e: CachedEntry, bits: u8, stale_victim: Option<usize>) {
+    fn install(&mut self, i: usize, e: CachedEntry, bits: u8, stale_victim: Option<usize>) {
         let page = e.page;
         let size_mask = e.size_mask;
         let set = self.hot_set;
@@ -1087,7 +1116,7 @@ impl Mmu {
         if let Some(j) = stale_victim {
             self.drop_victim(j);
         }
-        let i = self.hot_base + ((page >> 12) as usize & self.mask);
+        debug_assert_eq!(i, self.hot_base + ((page >> 12) as usize & self.mask));
         let old = self.meta[i].e.page;
         if old != INVALID_TAG && old != page {
             let k = usize::from(self.vnext[set]);
@@ -1147,6 +1176,8 @@ impl Mmu {
             self.hot_set = set;
         }
         self.hot_base = set * self.entries;
+        self.allow_now = self.allow[self.mode as usize];
+        self.pk_deny_now = self.pk_deny[self.mode as usize];
         self.cpu = self.cpu_state();
         self.rsvd = pgtable::entry::cpu_reserved_mask(self.config.maxphyaddr, self.policy.nxe);
     }
