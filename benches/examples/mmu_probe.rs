@@ -8,12 +8,14 @@
 //! pgtable's bare walk over the same addresses. Subtract the set-up (a run
 //! with few iterations) to get instructions per translation.
 //!
-//! `best R`: the hit loop of the `mmu` bench (`hit_4k/ptemu`, 2^20
-//! translations per run) and the KVM guest's load loop over the same
-//! addresses (`hit_4k/hardware`), R runs each, interleaved; prints the
-//! fastest and the median run of each in ns per access. On a shared
-//! machine the fastest run is the one least disturbed by other processes,
-//! so the ratio of the minima is the figure load distorts least.
+//! `best R [N]`: the hit loop of the `mmu` bench (`hit_4k/ptemu`) and the
+//! KVM guest's load loop over the same addresses (`hit_4k/hardware`), N
+//! translations or loads per run (default 2^24, so that the guest's VM
+//! entry and exit, tens of microseconds, weigh little), R runs each,
+//! interleaved; prints the fastest and the median run of each in ns per
+//! access. On a shared machine the fastest run is the one least disturbed
+//! by other processes, so the ratio of the minima is the figure load
+//! distorts least.
 #![allow(missing_docs)]
 use mmu::{Config, Mmu, Regs};
 use pgtable::{
@@ -23,17 +25,19 @@ use ptemu_benches::{BENCH_VA, TABLE_FRAMES_4K, build_translate_tables, random_ad
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-/// The `hit_4k/ptemu` loop of benches/benches/mmu.rs.
-fn hit_loop(mmu: &mut Mmu, mem: &mut FrameMem, addrs: &[u64]) -> Duration {
+/// The `hit_4k/ptemu` loop of benches/benches/mmu.rs (`run`).
+fn hit_loop(mmu: &mut Mmu, mem: &mut FrameMem, addrs: &[u64], iters: usize) -> Duration {
     let mask = addrs.len() - 1;
     let start = Instant::now();
-    for k in 0..addrs.len() {
+    let mut sum = 0u64;
+    for k in 0..iters {
         let pa = match mmu.translate(mem, addrs[k & mask], Access::Read) {
             Ok(pa) => pa.as_u64(),
             Err(_) => u64::MAX,
         };
-        black_box(pa);
+        sum = sum.wrapping_add(pa);
     }
+    black_box(sum);
     start.elapsed()
 }
 
@@ -44,14 +48,14 @@ fn summary(name: &str, mut ns: Vec<f64>) -> f64 {
     min
 }
 
-fn best(mut mmu: Mmu, mem: &mut FrameMem, runs: usize) {
+fn best(mut mmu: Mmu, mem: &mut FrameMem, runs: usize, iters: usize) {
     // The bench's hit addresses (its seed).
     let hit: Vec<u64> = random_addresses(1 << 20, 0x5eed_0001)
         .iter()
         .map(|v| BENCH_VA + (v.as_u64() - BENCH_VA) % (32 << 12))
         .collect();
     let hit = &hit[..];
-    let n = hit.len() as f64;
+    let n = iters as f64;
     let hw_mem = phys::PhysMemory::new((1 << 30) + (16 << 20)).expect("guest memory");
     let mut frames = BumpFrames::new(Pfn(0x4_0000), Pfn(0x4_0000 + TABLE_FRAMES_4K));
     let root = build_translate_tables(&mut &hw_mem, &mut frames, PageSize::Size4K, Pfn(0))
@@ -59,16 +63,16 @@ fn best(mut mmu: Mmu, mem: &mut FrameMem, runs: usize) {
     let array = PhysAddr::new((1 << 30) + (8 << 20)).expect("array address");
     let mut loads =
         kvm::LoadLoop::new(hw_mem, root, Pfn(0x4_0400), array, hit).expect("KVM load loop");
-    hit_loop(&mut mmu, mem, hit);
+    hit_loop(&mut mmu, mem, hit, hit.len());
     mmu.reset_stats();
     let (mut sw, mut hw) = (Vec::new(), Vec::new());
     for _ in 0..runs {
-        sw.push(hit_loop(&mut mmu, mem, hit).as_nanos() as f64 / n);
-        let d = loads.run(hit.len() as u64, true).expect("guest load loop");
+        sw.push(hit_loop(&mut mmu, mem, hit, iters).as_nanos() as f64 / n);
+        let d = loads.run(iters as u64, true).expect("guest load loop");
         hw.push(d.as_nanos() as f64 / n);
     }
     let s = mmu.stats();
-    assert_eq!((s.hits, s.misses), (runs as u64 * hit.len() as u64, 0), "all hits");
+    assert_eq!((s.hits, s.misses), ((runs * iters) as u64, 0), "all hits");
     let a = summary("hit_4k/ptemu", sw);
     let b = summary("hit_4k/hardware", hw);
     println!("ratio of the minima: {:.2}", a / b);
@@ -89,7 +93,8 @@ fn main() {
     mmu.set_cpl(3);
     let iters: usize = std::env::args().nth(2).map(|v| v.parse().unwrap()).unwrap_or(50_000_000);
     if which == "best" {
-        return best(mmu, &mut mem, iters);
+        let per_run = std::env::args().nth(3).map(|v| v.parse().unwrap()).unwrap_or(1 << 24);
+        return best(mmu, &mut mem, iters, per_run);
     }
     let mask = (1 << 20) - 1;
     let t = std::time::Instant::now();
