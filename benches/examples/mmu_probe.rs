@@ -3,9 +3,10 @@
 //!
 //! `valgrind --tool=callgrind target/release/examples/mmu_probe miss 1000000`
 //!
-//! `hit | miss | walk` and an iteration count: `Mmu::translate` over 32
-//! TLB-resident pages, over the whole 1 GiB of the translate bench, or
-//! pgtable's bare walk over the same addresses. Subtract the set-up (a run
+//! `hit | miss | walk | switch` and an iteration count: `Mmu::translate`
+//! over 32 TLB-resident pages, over the whole 1 GiB of the translate bench,
+//! or pgtable's bare walk over the same addresses; or CPL 3 -> 0 -> 3 with
+//! a translation (a hit) in each mode, for the cost of a change of mode. Subtract the set-up (a run
 //! with few iterations) to get instructions per translation.
 //!
 //! `best R [N]`: the hit loop of the `mmu` bench (`hit_4k/ptemu`) and the
@@ -125,7 +126,17 @@ fn main() {
                 );
             }
         }
-        _ => panic!("hit|miss|walk"),
+        "switch" => {
+            // A change of privilege level and back, with one hit in each
+            // mode (the user page, then a supervisor access to it).
+            for i in 0..iters {
+                mmu.set_cpl(0);
+                black_box(mmu.translate(&mut mem, hit[i & mask], Access::Read).ok());
+                mmu.set_cpl(3);
+                black_box(mmu.translate(&mut mem, hit[i & mask], Access::Read).ok());
+            }
+        }
+        _ => panic!("hit|miss|walk|switch"),
     }
     eprintln!("{which}: {:.2} ns/iter", t.elapsed().as_nanos() as f64 / iters as f64);
 }
