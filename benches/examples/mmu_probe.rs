@@ -3,10 +3,13 @@
 //!
 //! `valgrind --tool=callgrind target/release/examples/mmu_probe miss 1000000`
 //!
-//! `hit | miss | walk | switch` and an iteration count: `Mmu::translate`
+//! `hit | miss | walk | switch | wide` and an iteration count: `Mmu::translate`
 //! over 32 TLB-resident pages, over the whole 1 GiB of the translate bench,
 //! or pgtable's bare walk over the same addresses; or CPL 3 -> 0 -> 3 with
-//! a translation (a hit) in each mode, for the cost of a change of mode. Subtract the set-up (a run
+//! a translation (a hit) in each mode, for the cost of a change of mode;
+//! or `wide`: 4096-slot main tables and 1024 TLB-resident pages, four to
+//! a first-level slot, so that most accesses are answered by the main
+//! table. Subtract the set-up (a run
 //! with few iterations) to get instructions per translation.
 //!
 //! `best R [N]`: the hit loop of the `mmu` bench (`hit_4k/ptemu`) and the
@@ -136,7 +139,21 @@ fn main() {
                 black_box(mmu.translate(&mut mem, hit[i & mask], Access::Read).ok());
             }
         }
-        _ => panic!("hit|miss|walk|switch"),
+        "wide" => {
+            // 4096-slot main tables and 1024 consecutive pages: every page
+            // has a main slot of its own, four share each first-level slot.
+            let mut mmu = Mmu::new(Config { entries: 4096, ..Config::default() }).unwrap();
+            mmu.set_regs(Regs::long_mode(root.as_u64())).unwrap();
+            mmu.set_cpl(3);
+            let wide: Vec<u64> =
+                random.iter().map(|v| BENCH_VA + (v - BENCH_VA) % (1024 << 12)).collect();
+            for i in 0..iters {
+                black_box(mmu.translate(&mut mem, wide[i & mask], Access::Read).ok());
+            }
+            let s = mmu.stats();
+            eprintln!("wide: {} hits, {} misses", s.hits, s.misses);
+        }
+        _ => panic!("hit|miss|walk|switch|wide"),
     }
     eprintln!("{which}: {:.2} ns/iter", t.elapsed().as_nanos() as f64 / iters as f64);
 }

@@ -754,7 +754,7 @@ impl Mmu {
             self.stats.hits += 1;
             return Ok(self.l1.frame[s].or_frame_offset(va));
         }
-        self.translate_page(mem, va, access)
+        self.translate_l1_miss(mem, va, access)
     }
 
     /// Translates an access of `size` bytes (1..=64) at `va`. An access
@@ -853,22 +853,58 @@ impl Mmu {
         if !(1..=MAX_ACCESS).contains(&size) {
             return Err(Error::BadSize(size));
         }
-        let first = self.translate_page(mem, va, access)?;
+        let first = self.translate_l1_miss(mem, va, access)?;
         let in_first = (PAGE_SIZE - (va & (PAGE_SIZE - 1))) as usize;
         if size <= in_first {
             return Ok(Span { first, first_len: size, second: None, len: size });
         }
         let next = va.wrapping_add(in_first as u64);
         let second = if !self.regs.paging() {
-            self.translate_page(mem, next, access)?
+            self.translate_l1_miss(mem, next, access)?
         } else {
             // Crossing from the top of the lower half into the hole is #GP.
             if !VirtAddr::is_canonical(next) {
                 return Err(Error::GeneralProtection(GpCause::NonCanonical(next)));
             }
-            self.translate_page(mem, next, access)?
+            self.translate_l1_miss(mem, next, access)?
         };
         Ok(Span { first, first_len: in_first, second: Some(second), len: size })
+    }
+
+    /// Translates one byte's page the first level did not answer: from the
+    /// main table if it holds the page and allows the access (a hit: the
+    /// entry's comparators are copied into the first level), else through
+    /// the slow path. Main entries exist only while paging is on in IA-32e
+    /// mode and only for canonical pages, so this needs none of the slow
+    /// path's checks.
+    #[inline(never)]
+    fn translate_l1_miss<M: pgtable::PhysMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        va: u64,
+        access: Access,
+    ) -> Result<PhysAddr, Error> {
+        if self.mask < L1_SLOTS {
+            // A main table no larger than the first level: every page it
+            // holds has a first-level slot of its own, so the first level
+            // misses a page the main table allows only after it was
+            // emptied; the slow path answers those from the main table.
+            return self.translate_page(mem, va, access);
+        }
+        let page = va & PAGE_MASK;
+        let i = self.hot_base + ((va >> 12) as usize & self.mask);
+        if let Some(m) = self.meta.get(i) {
+            if m.e.page == page {
+                let bits = self.allow_bits(&m.e);
+                if bits >> (access as u32) & 1 != 0 {
+                    let frame = m.e.frame;
+                    self.stats.hits += 1;
+                    self.l1.put(page, frame, bits);
+                    return Ok(PhysAddr::new_truncate(frame | (va & !PAGE_MASK)));
+                }
+            }
+        }
+        self.translate_page(mem, va, access)
     }
 
     /// Translates one byte's page through the slow path: victim cache,
