@@ -3,13 +3,13 @@
 //!
 //! `valgrind --tool=callgrind target/release/examples/mmu_probe miss 1000000`
 //!
-//! `hit | miss | walk | switch | wide` and an iteration count: `Mmu::translate`
+//! `hit | miss | walk | switch | wide | wide1024` and an iteration count: `Mmu::translate`
 //! over 32 TLB-resident pages, over the whole 1 GiB of the translate bench,
 //! or pgtable's bare walk over the same addresses; or CPL 3 -> 0 -> 3 with
 //! a translation (a hit) in each mode, for the cost of a change of mode;
 //! or `wide`: 4096-slot main tables and 1024 TLB-resident pages, four to
 //! a first-level slot, so that most accesses are answered by the main
-//! table. Subtract the set-up (a run
+//! table; or `wide1024`, the same with a 1024-slot first level. Subtract the set-up (a run
 //! with few iterations) to get instructions per translation.
 //!
 //! `best R [N]`: the hit loop of the `mmu` bench (`hit_4k/ptemu`) and the
@@ -82,6 +82,25 @@ fn best(mut mmu: Mmu, mem: &mut FrameMem, runs: usize, iters: usize) {
     println!("ratio of the minima: {:.2}", a / b);
 }
 
+/// Translations of `iters` random addresses over 1024 pages.
+fn wide<const F: usize>(
+    mut mmu: Mmu<F>,
+    mem: &mut FrameMem,
+    root: u64,
+    random: &[u64],
+    iters: usize,
+) {
+    mmu.set_regs(Regs::long_mode(root)).unwrap();
+    mmu.set_cpl(3);
+    let wide: Vec<u64> = random.iter().map(|v| BENCH_VA + (v - BENCH_VA) % (1024 << 12)).collect();
+    let mask = wide.len() - 1;
+    for i in 0..iters {
+        black_box(mmu.translate(mem, wide[i & mask], Access::Read).ok());
+    }
+    let s = mmu.stats();
+    eprintln!("wide: {} hits, {} misses", s.hits, s.misses);
+}
+
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_default();
     let n = TABLE_FRAMES_4K + 1;
@@ -142,18 +161,17 @@ fn main() {
         "wide" => {
             // 4096-slot main tables and 1024 consecutive pages: every page
             // has a main slot of its own, four share each first-level slot.
-            let mut mmu = Mmu::new(Config { entries: 4096, ..Config::default() }).unwrap();
-            mmu.set_regs(Regs::long_mode(root.as_u64())).unwrap();
-            mmu.set_cpl(3);
-            let wide: Vec<u64> =
-                random.iter().map(|v| BENCH_VA + (v - BENCH_VA) % (1024 << 12)).collect();
-            for i in 0..iters {
-                black_box(mmu.translate(&mut mem, wide[i & mask], Access::Read).ok());
-            }
-            let s = mmu.stats();
-            eprintln!("wide: {} hits, {} misses", s.hits, s.misses);
+            let config = Config { entries: 4096, ..Config::default() };
+            wide(Mmu::new(config).unwrap(), &mut mem, root.as_u64(), &random, iters);
         }
-        _ => panic!("hit|miss|walk|switch|wide"),
+        "wide1024" => {
+            // The same with a 1024-slot first level: every page has a
+            // first-level slot of its own.
+            let config = Config { entries: 4096, ..Config::default() };
+            let mmu = Mmu::<1024>::with_first_level(config).unwrap();
+            wide(mmu, &mut mem, root.as_u64(), &random, iters);
+        }
+        _ => panic!("hit|miss|walk|switch|wide|wide1024"),
     }
     eprintln!("{which}: {:.2} ns/iter", t.elapsed().as_nanos() as f64 / iters as f64);
 }

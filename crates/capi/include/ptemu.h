@@ -52,8 +52,9 @@ typedef struct PtemuMmu PtemuMmu;
 // How the TLB is sized. [`ptemu_config_default`] fills in the defaults.
 typedef struct PtemuConfig {
   // Slots of each main table (one per privilege mode and PCID context):
-  // a power of two in 8..=1048576. A fixed 256-slot first level sits in
-  // front of each.
+  // a power of two in 8..=1048576. A 256-slot first level sits in front
+  // of each (the Rust API's default; its size is a compile-time
+  // parameter there).
   uint32_t entries;
   // PCIDs whose entries are kept at once, 1..=4096.
   uint32_t contexts;

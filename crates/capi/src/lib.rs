@@ -151,8 +151,9 @@ pub struct PtemuMemOps {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct PtemuConfig {
     /// Slots of each main table (one per privilege mode and PCID context):
-    /// a power of two in 8..=1048576. A fixed 256-slot first level sits in
-    /// front of each.
+    /// a power of two in 8..=1048576. A 256-slot first level sits in front
+    /// of each (the Rust API's default; its size is a compile-time
+    /// parameter there).
     pub entries: u32,
     /// PCIDs whose entries are kept at once, 1..=4096.
     pub contexts: u32,

@@ -3,7 +3,9 @@
 //! SDM (vol. 3A, 4.10) defines it, over ptemu-pgtable's hardware walk.
 //!
 //! - [`Mmu`]: construction from a [`Config`] (main-table size, PCID contexts,
-//!   MAXPHYADDR, [`StalePolicy`]); [`Mmu::translate`],
+//!   MAXPHYADDR, [`StalePolicy`]), with [`Mmu::new`] or, for a first level
+//!   of another compile-time size, [`Mmu::with_first_level`];
+//!   [`Mmu::translate`],
 //!   [`Mmu::translate_sized`], [`Mmu::read`], [`Mmu::write`], [`Mmu::fetch`]
 //!   for accesses of 1 to 64 bytes, split at page boundaries as the CPU
 //!   splits them; [`Mmu::write_cr0`], [`Mmu::write_cr3`],
@@ -46,8 +48,8 @@ pub use mem::GuestMem;
 #[doc(hidden)]
 pub use mmu::Bug;
 pub use mmu::{
-    CachedEntry, Config, ConfigError, Flushes, Invpcid, L1_SLOTS, MAX_ACCESS, Mmu, Mode, Span,
-    StalePolicy, Stats, VICTIMS,
+    CachedEntry, Config, ConfigError, Flushes, Invpcid, L1_SLOTS, MAX_ACCESS, MAX_L1_SLOTS, Mmu,
+    Mode, Span, StalePolicy, Stats, VICTIMS,
 };
 /// The page-table crate this MMU walks with (its tables, mapper and `PhysMem`).
 pub use pgtable;

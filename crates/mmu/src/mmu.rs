@@ -16,9 +16,10 @@
 //!   page size, global). Every decision (hits the first level cannot
 //!   answer, stale-entry faults, invalidation) is made here.
 //! - the *first level*: per (context, mode), a direct-mapped table of
-//!   [`L1_SLOTS`] slots (a constant, so that safe Rust indexes it with a
-//!   masked page number and no bounds check), which is all the hit path
-//!   reads. Its slots are laid out by column: one array of comparators per
+//!   `FIRST` slots, a const parameter of [`Mmu`] ([`L1_SLOTS`] = 256 by
+//!   default; [`Mmu::with_first_level`] takes others), so that safe Rust
+//!   indexes it with a masked page number and no bounds check. It is all
+//!   the hit path reads. Its slots are laid out by column: one array of comparators per
 //!   access kind (read, write, fetch) and one of 4 KiB frames. A
 //!   comparator holds the page number when that access is allowed in that
 //!   mode under the current CR0.WP, CR4.SMEP, CR4.PKE and PKRU, and a value
@@ -93,10 +94,15 @@ pub const VICTIMS: usize = 8;
 const MODES: usize = 3;
 /// Largest access, in bytes (an AVX-512 register).
 pub const MAX_ACCESS: usize = 64;
-/// Slots of each first-level table (see the [module](self) docs): fixed,
-/// so that the hit path's index is in bounds by construction. The main
-/// table behind it is sized at run time ([`Config::entries`]).
+/// Slots of each first-level table of a plain [`Mmu`] (see the
+/// [module](self) docs): a compile-time size, so that the hit path's index
+/// is in bounds by construction. [`Mmu::with_first_level`] builds an MMU
+/// with another; the main table behind it is sized at run time
+/// ([`Config::entries`]).
 pub const L1_SLOTS: usize = 256;
+/// The largest first level [`Mmu::with_first_level`] accepts: 16384 slots,
+/// 512 KiB per (context, mode).
+pub const MAX_L1_SLOTS: usize = 1 << 14;
 /// A first-level comparator no access matches (a page number has at most
 /// 52 bits).
 const NO_VPN: u64 = u64::MAX;
@@ -131,7 +137,8 @@ pub enum StalePolicy {
 pub struct Config {
     /// Slots of each main table (one per mode and context): a power of two
     /// in 8..=2^20, 32 bytes each. The first level in front of it has a
-    /// fixed [`L1_SLOTS`] slots.
+    /// size fixed at compile time ([`L1_SLOTS`] unless built with
+    /// [`Mmu::with_first_level`]).
     pub entries: usize,
     /// PCIDs whose entries are kept at once, 1..=4096 (the least recently
     /// used one is dropped to make room; with CR4.PCIDE=0 only PCID 0 is
@@ -355,23 +362,22 @@ impl CachedEntry {
 /// `PhysAddr` (no 52-bit truncation on the hit path). Laid out by column:
 /// a hit reads one comparator and one frame, indexed by the same slot.
 #[derive(Clone, Debug)]
-struct L1 {
-    tag: [[u64; L1_SLOTS]; 3],
-    frame: [PhysAddr; L1_SLOTS],
+struct L1<const N: usize> {
+    tag: [[u64; N]; 3],
+    frame: [PhysAddr; N],
 }
 
-impl L1 {
+impl<const N: usize> L1<N> {
     fn empty() -> Box<Self> {
-        Box::new(Self {
-            tag: [[NO_VPN; L1_SLOTS]; 3],
-            frame: [PhysAddr::new_truncate(0); L1_SLOTS],
-        })
+        Box::new(Self { tag: [[NO_VPN; N]; 3], frame: [PhysAddr::new_truncate(0); N] })
     }
 
     /// Empties every slot (a slot whose comparators are all [`NO_VPN`]
     /// answers nothing, whatever its frame).
     fn clear(&mut self) {
-        self.tag = [[NO_VPN; L1_SLOTS]; 3];
+        for tag in &mut self.tag {
+            tag.fill(NO_VPN);
+        }
     }
 
     /// Caches `page` (4 KiB aligned) at `frame` for the accesses in `bits`
@@ -379,7 +385,7 @@ impl L1 {
     #[inline]
     fn put(&mut self, page: u64, frame: u64, bits: u8) {
         let vpn = page >> 12;
-        let s = vpn as usize % L1_SLOTS;
+        let s = vpn as usize % N;
         // vpn where the bit is set, vpn | !0 = NO_VPN where it is clear.
         let tag = |k: u32| vpn | u64::from(bits >> k & 1 == 0).wrapping_neg();
         self.tag[0][s] = tag(0);
@@ -392,7 +398,7 @@ impl L1 {
     #[inline]
     fn forget(&mut self, page: u64) {
         let vpn = page >> 12;
-        let s = vpn as usize % L1_SLOTS;
+        let s = vpn as usize % N;
         for tag in &mut self.tag {
             if tag[s] == vpn {
                 tag[s] = NO_VPN;
@@ -555,18 +561,18 @@ pub enum Bug {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug)]
-pub struct Mmu {
+pub struct Mmu<const FIRST: usize = L1_SLOTS> {
     // Hot: the hit path reads these two fields.
     /// The current (context, mode)'s first level: the hit path indexes it
     /// with the page number's low bits alone (no set base, no bounds
     /// check).
-    l1: Box<L1>,
+    l1: Box<L1<FIRST>>,
     stats: Stats,
 
     /// Every other (context, mode)'s first level, `None` until the set is
     /// first used; the current set's place is `None` while its table is
     /// `l1`: a change of mode or context swaps two boxes.
-    l1s: Vec<Option<Box<L1>>>,
+    l1s: Vec<Option<Box<L1<FIRST>>>>,
     /// The current (context, mode) and the index of its first main slot.
     hot_set: usize,
     hot_base: usize,
@@ -608,8 +614,39 @@ pub struct Mmu {
 }
 
 impl Mmu {
-    /// An MMU in the RESET state (paging off) with an empty TLB.
+    /// An MMU in the RESET state (paging off) with an empty TLB, whose first
+    /// level has [`L1_SLOTS`] slots.
     pub fn new(config: Config) -> Result<Self, ConfigError> {
+        Self::with_first_level(config)
+    }
+}
+
+impl<const FIRST: usize> Mmu<FIRST> {
+    /// An MMU in the RESET state (paging off) with an empty TLB, whose first
+    /// level has `FIRST` slots: a power of two in 8..=[`MAX_L1_SLOTS`]
+    /// (checked at compile time), 32 bytes each per (context, mode) in
+    /// use. A first level as large as the working set keeps every access
+    /// on the hit path; beyond it, the main table answers without a walk.
+    ///
+    /// ```
+    /// use ptemu_mmu::{Config, Mmu};
+    /// let mmu = Mmu::<4096>::with_first_level(Config { entries: 4096, ..Config::default() })?;
+    /// assert_eq!(mmu.config().entries, 4096);
+    /// # Ok::<(), ptemu_mmu::ConfigError>(())
+    /// ```
+    ///
+    /// A size that is not a power of two in range does not compile:
+    ///
+    /// ```compile_fail
+    /// let mmu = ptemu_mmu::Mmu::<100>::with_first_level(ptemu_mmu::Config::default());
+    /// ```
+    pub fn with_first_level(config: Config) -> Result<Self, ConfigError> {
+        const {
+            assert!(
+                FIRST.is_power_of_two() && FIRST >= 8 && FIRST <= MAX_L1_SLOTS,
+                "the first level needs a power of two of slots in 8..=MAX_L1_SLOTS"
+            )
+        };
         let n = config.entries;
         if !n.is_power_of_two() || !(8..=1 << 20).contains(&n) {
             return Err(ConfigError::Entries(n));
@@ -749,7 +786,7 @@ impl Mmu {
         access: Access,
     ) -> Result<PhysAddr, Error> {
         let vpn = va >> 12;
-        let s = vpn as usize % L1_SLOTS;
+        let s = vpn as usize % FIRST;
         if self.l1.tag[access as usize][s] == vpn {
             self.stats.hits += 1;
             return Ok(self.l1.frame[s].or_frame_offset(va));
@@ -772,7 +809,7 @@ impl Mmu {
     ) -> Result<Span, Error> {
         if size.wrapping_sub(1) < MAX_ACCESS {
             let last = va.wrapping_add(size as u64 - 1);
-            let s = (va >> 12) as usize % L1_SLOTS;
+            let s = (va >> 12) as usize % FIRST;
             // A crossing access compares the last byte's page number with
             // the first byte's slot, which only holds page numbers of the
             // first byte's residue: never equal, so it takes the slow path.
@@ -884,7 +921,7 @@ impl Mmu {
         va: u64,
         access: Access,
     ) -> Result<PhysAddr, Error> {
-        if self.mask < L1_SLOTS {
+        if self.mask < FIRST {
             // A main table no larger than the first level: every page it
             // holds has a first-level slot of its own, so the first level
             // misses a page the main table allows only after it was
@@ -1143,7 +1180,9 @@ impl Mmu {
     /// Puts `e` in main slot `i` (the current set's slot for its page) and
     /// its comparators (`bits`) in the first level, moving the slot's other
     /// entry to the victim cache.
-    #[inline]
+    // Always: left to itself, LLVM stops inlining it into the miss path
+    // once `Mmu` is generic, which costs a miss about 14 instructions.
+    #[inline(always)]
     fn install(&mut self, i: usize, e: CachedEntry, bits: u8, stale_victim: Option<usize>) {
         let page = e.page;
         let size_mask = e.size_mask;
@@ -1161,9 +1200,9 @@ impl Mmu {
             self.vmeta[j] = self.meta[i];
             self.vpage[j] = old;
             // Out of the main table: no first-level copy. With at least
-            // L1_SLOTS main slots, `old` and `page` share a first-level
+            // FIRST main slots, `old` and `page` share a first-level
             // slot too, and the `put` below overwrites it.
-            if self.mask < L1_SLOTS - 1 {
+            if self.mask < FIRST - 1 {
                 self.l1.forget(old);
             }
         }

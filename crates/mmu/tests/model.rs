@@ -363,16 +363,16 @@ struct Tally {
     invalidations: [u64; 12],
 }
 
-struct World {
+struct World<const F: usize> {
     mem: FrameMem,
-    mmu: Mmu,
+    mmu: Mmu<F>,
     regs: Regs,
     cached: Vec<Cached>,
     slots: Vec<Slot>,
     tally: Tally,
 }
 
-impl World {
+impl<const F: usize> World<F> {
     fn new(init: &[Bits], pcide: bool, pge: bool, entries: usize) -> Self {
         let slots = slots();
         let mut mem = FrameMem::new(FRAMES);
@@ -387,7 +387,7 @@ impl World {
             regs.cr4 |= CR4_PGE;
         }
         let config = Config { entries, contexts: 2, maxphyaddr: MAXPHY, ..Config::default() };
-        let mut mmu = Mmu::new(config).unwrap();
+        let mut mmu = Mmu::<F>::with_first_level(config).unwrap();
         mmu.set_regs(regs).unwrap();
         Self { mem, mmu, regs, cached: Vec::new(), slots, tally: Tally::default() }
     }
@@ -826,8 +826,8 @@ static SIZED: AtomicU64 = AtomicU64::new(0);
 static SPLIT: AtomicU64 = AtomicU64::new(0);
 static INVALIDATIONS: [AtomicU64; 12] = [const { AtomicU64::new(0) }; 12];
 
-fn run_case(case: &Case, bug: Bug, entries: usize) -> Result<(), TestCaseError> {
-    let mut w = World::new(&case.init, case.pcide, case.pge, entries);
+fn run_case<const F: usize>(case: &Case, bug: Bug, entries: usize) -> Result<(), TestCaseError> {
+    let mut w = World::<F>::new(&case.init, case.pcide, case.pge, entries);
     w.mmu.inject(bug);
     for (k, op) in case.ops.iter().enumerate() {
         w.step(op).map_err(|e| TestCaseError::fail(format!("step {k} {op:?}: {e}")))?;
@@ -862,35 +862,43 @@ fn runner(cases: u32, shrink: bool) -> TestRunner {
     TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha))
 }
 
-/// The main-table sizes the model runs against. The universe's page
-/// numbers differ in bits 0 and 3 ([`PT_SLOTS`]), 9 (c), 18 (b) and 27
-/// (a); the first level has `L1_SLOTS` = 256 slots, indexed by bits 0-7.
-/// - 8 slots: pages equal in bit 0 share a main slot (conflicts, victim
-///   cache), and pages 0 and 8 do so with first-level slots of their own
-///   (an entry leaving the main table must take its first-level copy with
-///   it);
-/// - 1024 slots: pages differing in c have main slots of their own but
-///   share a first-level slot (first-level misses the main table answers),
-///   and entries sharing a main slot share a first-level slot.
-const SIZES: [usize; 2] = [8, 1024];
+type Run = fn(&Case, Bug) -> Result<(), TestCaseError>;
+
+/// The TLB shapes the model runs against. The universe's page numbers
+/// differ in bits 0 and 3 ([`PT_SLOTS`]), 9 (c), 18 (b) and 27 (a); a
+/// first level of F slots is indexed by bits 0..log2(F), a main table of
+/// E slots by bits 0..log2(E).
+/// - F = 256, E = 8: pages equal in bit 0 share a main slot (conflicts,
+///   victim cache), and pages 0 and 8 do so with first-level slots of
+///   their own (an entry leaving the main table must take its first-level
+///   copy with it);
+/// - F = 256, E = 1024: pages differing in c have main slots of their own
+///   but share a first-level slot (first-level misses the main table
+///   answers), and entries sharing a main slot share a first-level slot;
+/// - F = 8, E = 1024: pages differing in bit 3, c, b or a share a
+///   first-level slot, most first-level misses are main-table hits.
+const SHAPES: [(&str, Run); 3] = [
+    ("256-slot first level, 8-slot main tables", |c, b| run_case::<256>(c, b, 8)),
+    ("256-slot first level, 1024-slot main tables", |c, b| run_case::<256>(c, b, 1024)),
+    ("8-slot first level, 1024-slot main tables", |c, b| run_case::<8>(c, b, 1024)),
+];
 
 #[test]
 fn tlb_matches_the_sdm_model() {
-    assert_eq!(ptemu_mmu::L1_SLOTS, 256, "SIZES assumes a 256-slot first level");
-    for entries in SIZES {
-        model(entries);
+    for (shape, run) in SHAPES {
+        model(shape, run);
     }
 }
 
-fn model(entries: usize) {
+fn model(shape: &str, run: Run) {
     for a in [&STRICT, &RELAXED, &STALE, &SIZED, &SPLIT].into_iter().chain(&INVALIDATIONS) {
         a.store(0, Ordering::Relaxed);
     }
     let cases = cases();
     let mut r = runner(cases, true);
-    let result = r.run(&case_strategy(STEPS), |case| run_case(&case, Bug::None, entries));
+    let result = r.run(&case_strategy(STEPS), |case| run(&case, Bug::None));
     if let Err(e) = result {
-        panic!("{entries}-slot main tables: {e}");
+        panic!("{shape}: {e}");
     }
     let inv = INVALIDATIONS.each_ref().map(|a| a.load(Ordering::Relaxed));
     let names = [
@@ -908,7 +916,7 @@ fn model(entries: usize) {
         "#PF",
     ];
     println!(
-        "model, {entries}-slot main tables: {cases} cases x {STEPS} steps; accesses: {} strict \
+        "model, {shape}: {cases} cases x {STEPS} steps; accesses: {} strict \
          (must equal a fresh walk), {} relaxed (stale entries allowed), {} answered from a \
          stale entry",
         STRICT.load(Ordering::Relaxed),
@@ -932,11 +940,11 @@ fn model(entries: usize) {
 }
 
 fn caught(bug: Bug) {
-    for entries in SIZES {
+    for (shape, run) in SHAPES {
         let mut r = runner(400, false);
-        match r.run(&case_strategy(STEPS), |case| run_case(&case, bug, entries)) {
-            Err(TestError::Fail(why, _)) => println!("{bug:?} caught ({entries} slots): {why}"),
-            other => panic!("{bug:?} was not caught with {entries}-slot tables: {other:?}"),
+        match r.run(&case_strategy(STEPS), |case| run(&case, bug)) {
+            Err(TestError::Fail(why, _)) => println!("{bug:?} caught ({shape}): {why}"),
+            other => panic!("{bug:?} was not caught ({shape}): {other:?}"),
         }
     }
 }
