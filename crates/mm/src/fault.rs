@@ -239,8 +239,14 @@ impl Machine {
     /// Like Linux, the neighbours are looked for only when the VMA has no
     /// anon_vma yet (`__anon_vma_prepare`); with one, rmap ignores them.
     fn fault_anon_vma_prepare(&mut self, vma: &Vma) -> Result<Option<rmap::Oops>, MmError> {
-        let has = self.rmap.vma(vma.id).is_ok_and(|r| r.anon_vma.is_some());
-        let near = if has {
+        let own = self.rmap.vma(vma.id).ok().and_then(|r| r.anon_vma);
+        // anon_vma_prepare's own fast path, without looking the VMA up a
+        // second time: an anon_vma that is live is the answer. Anything
+        // else goes through anon_vma_prepare, which reports it.
+        if own.is_some_and(|h| self.rmap.is_live(h)) {
+            return Ok(None);
+        }
+        let near = if own.is_some() {
             Neighbours { ids: [vma.id; 2], len: 0 }
         } else {
             self.mergeable_neighbours(vma)?

@@ -358,11 +358,15 @@ impl FrameAllocator {
         let Some((pfn, mut o)) = self.lowest_fitting(order) else {
             return Err(PhysError::OutOfMemory { order });
         };
-        self.remove_free(pfn, o);
+        // The upper halves first, then the block itself: a half lies in the
+        // same word of `heads` as the block (blocks are aligned), so
+        // neither update reaches the set's upper levels.
+        let taken = o;
         while o > order {
             o -= 1;
             self.insert_free(pfn + block_frames(o), o);
         }
+        self.remove_free(pfn, taken);
         // Below `frames` (a free block lies inside), so the index fits.
         self.block[pfn as usize] = order as u8 + 1;
         // `check_descs` made sure the descriptors cover every frame.

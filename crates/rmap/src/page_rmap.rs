@@ -8,7 +8,7 @@
 
 use phys::{PageDesc, PageFlags};
 
-use crate::anon_vma::{AnonVma, VmaId};
+use crate::anon_vma::{AnonVma, VmaId, VmaRmap};
 use crate::era::FirstMapAnonVma;
 use crate::error::RmapError;
 use crate::handle::AnonVmaHandle;
@@ -22,8 +22,17 @@ impl Rmap {
         vma: VmaId,
         exclusive: bool,
     ) -> Result<AnonVmaHandle, RmapError> {
-        let rec = self.vma(vma)?;
-        let own = rec.anon_vma.ok_or(RmapError::NoAnonVma(vma))?;
+        self.anon_vma_for(self.vma(vma)?, vma, exclusive)
+    }
+
+    /// [`Self::anon_vma_for_new_mapping`] for a VMA already looked up.
+    fn anon_vma_for(
+        &self,
+        rec: &VmaRmap,
+        vma: VmaId,
+        exclusive: bool,
+    ) -> Result<AnonVmaHandle, RmapError> {
+        let Some(own) = rec.anon_vma else { return Err(RmapError::NoAnonVma(vma)) };
         let last_link = || {
             rec.chain
                 .back()
@@ -49,8 +58,13 @@ impl Rmap {
         address: u64,
         exclusive: bool,
     ) -> Result<(), RmapError> {
-        let index = self.page_index(vma, address)?;
-        let h = self.anon_vma_for_new_mapping(vma, exclusive)?;
+        // One lookup of the VMA for both: this runs on every fault that
+        // maps a new page.
+        let rec = self.vma(vma)?;
+        let Some(index) = rec.range.linear_page_index(address) else {
+            return Err(RmapError::AddressOutsideVma { vma, address });
+        };
+        let h = self.anon_vma_for(rec, vma, exclusive)?;
         page.mapping = h.to_mapping();
         page.index = index;
         Ok(())
