@@ -14,7 +14,7 @@ use phys::PageFlags;
 
 use crate::error::MmError;
 use crate::machine::{Machine, RmapResult, rmap_res};
-use crate::outcome::{Outcome, Segv, SegvCode, oops_as_outcome};
+use crate::outcome::{Oops, Outcome, Segv, SegvCode};
 use crate::process::{Pid, Vma};
 use crate::pte::{A, D, RW, SPECIAL, mk_pte, pte_special, pte_write};
 
@@ -22,8 +22,37 @@ use crate::pte::{A, D, RW, SPECIAL, mk_pte, pte_special, pte_write};
 /// write to a swapped page takes two: do_swap_page, then do_wp_page).
 const MAX_FAULTS_PER_ACCESS: u32 = 8;
 
+/// How a fault, or a user access's translation, ended: [`Outcome`] with
+/// the oops boxed. These pass up through several calls on every fault,
+/// and an `Outcome` holds its `Oops` inline (about 200 bytes, copied at
+/// each return and each `?`); the public functions convert at the end.
+pub(crate) enum Handled<T> {
+    Done(T),
+    Segv(Segv),
+    Oops(Box<Oops>),
+}
+
+impl<T> Handled<T> {
+    fn into_outcome(self) -> Outcome<T> {
+        match self {
+            Handled::Done(v) => Outcome::Done(v),
+            Handled::Segv(s) => Outcome::Segv(s),
+            Handled::Oops(o) => Outcome::Oops(*o),
+        }
+    }
+}
+
 /// What the fault handler did.
-pub(crate) type FaultOutcome = Outcome<()>;
+pub(crate) type FaultOutcome = Handled<()>;
+
+/// An oops met under the fault (the shrinker's, inside an allocation) as
+/// the fault's outcome, as `oops_as_outcome` does for `Outcome`.
+fn oops_handled<T>(r: Result<Handled<T>, MmError>) -> Result<Handled<T>, MmError> {
+    match r {
+        Err(MmError::Oops(o)) => Ok(Handled::Oops(o)),
+        other => other,
+    }
+}
 
 impl Machine {
     fn cpu(&self) -> CpuState {
@@ -47,7 +76,7 @@ impl Machine {
         pid: Pid,
         va: u64,
         write: bool,
-    ) -> Result<Outcome<PhysAddr>, MmError> {
+    ) -> Result<Handled<PhysAddr>, MmError> {
         let vaddr = VirtAddr::new(va)
             .map_err(|_| MmError::BadAddress { addr: va, reason: "not canonical" })?;
         let access = if write { Access::Write } else { Access::Read };
@@ -58,14 +87,14 @@ impl Machine {
         for _ in 0..MAX_FAULTS_PER_ACCESS {
             let mut mem = &self.mem;
             match pgtable::walk::translate(&mut mem, cr3, vaddr, access, &cpu) {
-                Ok(t) => return Ok(Outcome::Done(t.pa)),
+                Ok(t) => return Ok(Handled::Done(t.pa)),
                 Err(Fault::PageFault(pf)) => {
                     // An oops the shrinker met under one of the fault's
                     // allocations ends the access, as it would the task.
-                    match oops_as_outcome(self.handle_page_fault(pid, va, pf.error_code))? {
-                        Outcome::Done(()) => continue,
-                        Outcome::Segv(s) => return Ok(Outcome::Segv(s)),
-                        Outcome::Oops(o) => return Ok(Outcome::Oops(o)),
+                    match oops_handled(self.handle_page_fault(pid, va, pf.error_code))? {
+                        Handled::Done(()) => continue,
+                        Handled::Segv(s) => return Ok(Handled::Segv(s)),
+                        Handled::Oops(o) => return Ok(Handled::Oops(o)),
                     }
                 }
                 Err(Fault::Mem(e)) => return Err(e.into()),
@@ -106,9 +135,9 @@ impl Machine {
             };
             let chunk = ((4096 - (a & 0xfff)) as usize).min(buf.len() - done);
             let pa = match self.user_translate(pid, a, false)? {
-                Outcome::Done(pa) => pa,
-                Outcome::Segv(s) => return Ok(Outcome::Segv(s)),
-                Outcome::Oops(o) => return Ok(Outcome::Oops(o)),
+                Handled::Done(pa) => pa,
+                Handled::Segv(s) => return Ok(Outcome::Segv(s)),
+                Handled::Oops(o) => return Ok(Outcome::Oops(*o)),
             };
             self.mem.read_bytes(pa, &mut buf[done..done + chunk])?;
             done += chunk;
@@ -131,9 +160,9 @@ impl Machine {
             };
             let chunk = ((4096 - (a & 0xfff)) as usize).min(data.len() - done);
             let pa = match self.user_translate(pid, a, true)? {
-                Outcome::Done(pa) => pa,
-                Outcome::Segv(s) => return Ok(Outcome::Segv(s)),
-                Outcome::Oops(o) => return Ok(Outcome::Oops(o)),
+                Handled::Done(pa) => pa,
+                Handled::Segv(s) => return Ok(Outcome::Segv(s)),
+                Handled::Oops(o) => return Ok(Outcome::Oops(*o)),
             };
             self.mem.write_bytes(pa, &data[done..done + chunk])?;
             done += chunk;
@@ -151,7 +180,7 @@ impl Machine {
         va: u64,
         error_code: PfErrorCode,
     ) -> Result<Outcome<()>, MmError> {
-        oops_as_outcome(self.handle_page_fault(pid, va, error_code))
+        Ok(oops_handled(self.handle_page_fault(pid, va, error_code))?.into_outcome())
     }
 
     /// `do_user_addr_fault`: find the VMA, check the access against it
@@ -162,7 +191,7 @@ impl Machine {
         va: u64,
         code: PfErrorCode,
     ) -> Result<FaultOutcome, MmError> {
-        let segv = |c| Outcome::Segv(Segv { pid, addr: va, error_code: code.bits(), code: c });
+        let segv = |c| Handled::Segv(Segv { pid, addr: va, error_code: code.bits(), code: c });
         let p = self.proc_lazy(pid)?;
         let pml4 = p.pml4;
         let Some(vma) = p.vma_at(va).copied() else {
@@ -210,7 +239,7 @@ impl Machine {
                 if new != orig {
                     self.write_slot(slot, new)?;
                 }
-                Ok(Outcome::Done(()))
+                Ok(Handled::Done(()))
             }
         }
     }
@@ -272,10 +301,10 @@ impl Machine {
             if self.read_slot(slot)? == 0 {
                 self.write_slot(slot, entry)?;
             }
-            return Ok(Outcome::Done(()));
+            return Ok(Handled::Done(()));
         }
         if let Some(o) = self.fault_anon_vma_prepare(vma)? {
-            return Ok(Outcome::Oops(self.oops(&o, None)));
+            return Ok(Handled::Oops(Box::new(self.oops(&o, None))));
         }
         let page = self.alloc_frame("do_anonymous_page", &[])?;
         // Just allocated and in no page table yet: ours alone, so one memset.
@@ -288,12 +317,12 @@ impl Machine {
         if self.read_slot(slot)? != 0 {
             // Somebody filled the PTE while we allocated (the shrinker
             // cannot, but keep Linux's check): drop our page.
-            return self.put_page(page).map(Outcome::Done);
+            return self.put_page(page).map(Handled::Done);
         }
         self.rmap.page_add_new_anon_rmap(self.pages.get_mut(page)?, vma.id, addr)?;
         self.lru_add_new(page)?;
         self.write_slot(slot, entry)?;
-        Ok(Outcome::Done(()))
+        Ok(Handled::Done(()))
     }
 
     /// `reuse_swap_page` (2.6.x): whether the faulting mapping is the only
@@ -367,7 +396,7 @@ impl Machine {
                     // wp_page_reuse: young, dirty, writable.
                     self.write_slot(slot, orig | A | D | RW)?;
                     self.flush_tlb_vma_page(vma.id, addr);
-                    return Ok(Outcome::Done(()));
+                    return Ok(Handled::Done(()));
                 }
             }
         }
@@ -385,7 +414,7 @@ impl Machine {
         old: Option<Pfn>,
     ) -> Result<FaultOutcome, MmError> {
         if let Some(o) = self.fault_anon_vma_prepare(vma)? {
-            return Ok(Outcome::Oops(self.oops(&o, old)));
+            return Ok(Handled::Oops(Box::new(self.oops(&o, old))));
         }
         let new = self.alloc_frame("wp_page_copy", old.as_slice())?;
         // `new` is in no page table yet, and nothing writes `old` while we
@@ -396,7 +425,7 @@ impl Machine {
         }
         self.pages.get_mut(new)?.flags |= PageFlags::UPTODATE;
         if self.read_slot(slot)? != orig {
-            return self.put_page(new).map(Outcome::Done);
+            return self.put_page(new).map(Handled::Done);
         }
         let mut entry = mk_pte(new.0, vma.prot.vm_page_prot(), self.format) | D;
         if vma.prot.writable() {
@@ -413,7 +442,7 @@ impl Machine {
             self.rmap.page_remove_rmap(self.pages.get_mut(o)?)?;
             self.put_page(o)?;
         }
-        Ok(Outcome::Done(()))
+        Ok(Handled::Done(()))
     }
 
     /// `do_swap_page`: bring a swapped page back (from the swap cache, or
@@ -451,7 +480,7 @@ impl Machine {
             None => self.read_swap_cache_async(entry)?,
         };
         if self.read_slot(slot)? != orig {
-            return self.put_page(page).map(Outcome::Done);
+            return self.put_page(page).map(Handled::Done);
         }
         if self.sem.anon_exclusive {
             self.do_swap_page_modern(vma, addr, slot, swp, entry, page, write)
@@ -492,7 +521,7 @@ impl Machine {
             let orig = self.read_slot(slot)?;
             return self.do_wp_page(vma, addr, slot, orig);
         }
-        Ok(Outcome::Done(()))
+        Ok(Handled::Done(()))
     }
 
     /// 6.18: swap_free first, maybe free the swap cache, then map writable
@@ -540,7 +569,7 @@ impl Machine {
             let orig = self.read_slot(slot)?;
             return self.do_wp_page(vma, addr, slot, orig);
         }
-        Ok(Outcome::Done(()))
+        Ok(Handled::Done(()))
     }
 }
 
