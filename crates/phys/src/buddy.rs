@@ -293,6 +293,7 @@ impl FrameAllocator {
 
     /// Puts the block of `order` at frame `p` (below `frames`) on its free
     /// list.
+    #[inline(always)]
     fn insert_free(&mut self, p: u64, order: u32) {
         let o = order as usize;
         if order > 0 {
@@ -313,6 +314,7 @@ impl FrameAllocator {
 
     /// Takes the free block of `order` at frame `p` off its free list (the
     /// caller knows it is there).
+    #[inline(always)]
     fn remove_free(&mut self, p: u64, order: u32) {
         let o = order as usize;
         if order > 0 {
