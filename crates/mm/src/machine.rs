@@ -59,6 +59,9 @@ pub struct Machine {
     pub(crate) step: String,
     /// Recorded TLB shootdowns (tlb.rs), `None` while not tracked.
     pub(crate) tlb_flushes: Option<Vec<crate::tlb::TlbFlush>>,
+    /// try_to_unmap's rmap-walk buffer, kept between pages so that
+    /// reclaiming one does not allocate (no state: cleared by each walk).
+    pub(crate) walk_hits: Vec<rmap::RmapHit>,
 }
 
 /// Splits an rmap result into "an oops happened" and real errors.
@@ -126,6 +129,7 @@ impl Machine {
             zero_pfn,
             step: "boot".to_string(),
             tlb_flushes: None,
+            walk_hits: Vec::new(),
         })
     }
 

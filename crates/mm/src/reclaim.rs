@@ -146,12 +146,24 @@ impl Machine {
     /// page) and takes a swap count; the page loses the mapping and its
     /// reference. A dirty PTE dirties the page.
     fn try_to_unmap(&mut self, pfn: Pfn) -> Result<Outcome<()>, MmError> {
-        let hits = match rmap_res(self.rmap.rmap_walk(self.pages.get(pfn)?))? {
-            RmapResult::Ok(h) => h,
+        // The walk's buffer is the machine's, reused from page to page.
+        let mut hits = std::mem::take(&mut self.walk_hits);
+        let r = self.try_to_unmap_hits(pfn, &mut hits);
+        self.walk_hits = hits;
+        r
+    }
+
+    fn try_to_unmap_hits(
+        &mut self,
+        pfn: Pfn,
+        hits: &mut Vec<rmap::RmapHit>,
+    ) -> Result<Outcome<()>, MmError> {
+        match rmap_res(self.rmap.rmap_walk_into(self.pages.get(pfn)?, hits))? {
+            RmapResult::Ok(()) => {}
             RmapResult::Oops(o) => return Ok(Outcome::Oops(self.oops(&o, Some(pfn)))),
-        };
+        }
         let entry = crate::swap_state::private_entry(self.pages.get(pfn)?.private)?;
-        for hit in hits {
+        for &hit in hits.iter() {
             let Some(slot) = self.hit_slot(hit.vma, hit.address)? else { continue };
             let pteval = self.read_slot(slot)?;
             let kind = pgtable::decode(pteval, Level::Pt, self.format)?;

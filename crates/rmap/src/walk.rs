@@ -24,6 +24,21 @@ impl Rmap {
     /// each address's PTE. A stale mapping is an [`crate::Oops`]. Like the
     /// kernel's walk it does not look at the mapcount.
     pub fn rmap_walk(&self, page: &PageDesc) -> Result<Vec<RmapHit>, RmapError> {
+        let mut hits = Vec::new();
+        self.rmap_walk_into(page, &mut hits)?;
+        Ok(hits)
+    }
+
+    /// [`Self::rmap_walk`] into a buffer the caller keeps (cleared first),
+    /// for the callers that walk on every reclaimed page: no allocation
+    /// once the buffer has grown to the widest walk. On an error the
+    /// buffer's contents mean nothing.
+    pub fn rmap_walk_into(
+        &self,
+        page: &PageDesc,
+        hits: &mut Vec<RmapHit>,
+    ) -> Result<(), RmapError> {
+        hits.clear();
         let h = AnonVmaHandle::from_mapping(page.mapping)?;
         let av = self.lookup(h, "rmap_walk")?;
         let index = page.index;
@@ -33,13 +48,12 @@ impl Rmap {
             vma: VmaId(u64::MAX),
             avc: crate::AvcId(u64::MAX),
         };
-        let mut hits = Vec::new();
         for key in av.links.range(..=upper).filter(|k| k.pgoff_last >= index) {
             let range = self.vma(key.vma)?.range;
             if let Some(address) = range.address_of(index) {
                 hits.push(RmapHit { vma: key.vma, address });
             }
         }
-        Ok(hits)
+        Ok(())
     }
 }
