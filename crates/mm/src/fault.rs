@@ -307,6 +307,14 @@ impl Machine {
             return Ok(Handled::Oops(Box::new(self.oops(&o, None))));
         }
         let page = self.alloc_frame("do_anonymous_page", &[])?;
+        // The frame the next allocation hands out starts coming into the
+        // cache now, while this fault and the work up to the next one run:
+        // first-touch faults come in runs (a heap or a buffer being
+        // filled), and clearing a cold frame waits on memory for about
+        // as long as this whole fault's own work takes. Only a hint.
+        if let Some(next) = self.frames.next_frame() {
+            self.mem.prefetch_frame(next)?;
+        }
         // Just allocated and in no page table yet: ours alone, so one memset.
         self.mem.zero_frame_exclusive(page)?;
         self.pages.get_mut(page)?.flags |= PageFlags::UPTODATE;

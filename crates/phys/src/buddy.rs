@@ -383,6 +383,12 @@ impl FrameAllocator {
         Ok(Pfn(pfn))
     }
 
+    /// The frame the next single-frame allocation would return (the
+    /// lowest free one), without allocating it; `None` when none is free.
+    pub fn next_frame(&self) -> Option<Pfn> {
+        self.heads.first().map(Pfn)
+    }
+
     /// Whether `pfn` lies inside a free block.
     pub fn is_free(&self, pfn: Pfn) -> bool {
         let p = pfn.as_u64();
