@@ -299,25 +299,6 @@ fn read_entry<M: PhysMem + ?Sized>(
     Ok((entry_pa, raw))
 }
 
-/// Table entries of a walk still lacking A (at most the three above the
-/// leaf), set only once the whole access is known to succeed.
-struct Pending {
-    entries: [(PhysAddr, u64); 3],
-    len: usize,
-}
-
-impl Pending {
-    #[inline(always)]
-    fn note(&mut self, pa: PhysAddr, raw: u64) {
-        if raw & EntryFlags::ACCESSED.bits() == 0 {
-            if let Some(slot) = self.entries.get_mut(self.len) {
-                *slot = (pa, raw);
-                self.len += 1;
-            }
-        }
-    }
-}
-
 /// One walk from CR3. The four levels are written out rather than looped
 /// over: each step's level is then a constant, which took about a third
 /// of the instructions out of a walk (a fault's two walks were a quarter
@@ -333,24 +314,21 @@ fn walk_once<M: PhysMem + ?Sized>(
     cpu: &CpuState,
     rsvd: u64,
 ) -> Result<Step, Fault> {
-    let mut pending = Pending { entries: [(PhysAddr::new_truncate(0), 0u64); 3], len: 0 };
     // A PML4E is never a leaf (its PS bit is reserved).
     let (pa4, e4) = read_entry(mem, cr3.as_u64() & ADDR_MASK, va, Level::Pml4, access, cpu, rsvd)?;
-    pending.note(pa4, e4);
     let (pa3, e3) = read_entry(mem, e4 & ADDR_MASK, va, Level::Pdpt, access, cpu, rsvd)?;
-    // The leaf, its level, and the AND (R/W, U/S) and OR (NX) of every
-    // entry used.
-    let (entry_pa, raw, level, all, any) = if is_leaf(e3, Level::Pdpt) {
-        (pa3, e3, Level::Pdpt, e4 & e3, e4 | e3)
+    // The leaf, its level, the AND (R/W, U/S) and OR (NX) of every entry
+    // used, how many table entries lie above the leaf (1 to 3), and the
+    // PDE when it is one of them.
+    let (entry_pa, raw, level, all, any, tables, pde) = if is_leaf(e3, Level::Pdpt) {
+        (pa3, e3, Level::Pdpt, e4 & e3, e4 | e3, 1, (pa3, e3))
     } else {
-        pending.note(pa3, e3);
         let (pa2, e2) = read_entry(mem, e3 & ADDR_MASK, va, Level::Pd, access, cpu, rsvd)?;
         if is_leaf(e2, Level::Pd) {
-            (pa2, e2, Level::Pd, e4 & e3 & e2, e4 | e3 | e2)
+            (pa2, e2, Level::Pd, e4 & e3 & e2, e4 | e3 | e2, 2, (pa2, e2))
         } else {
-            pending.note(pa2, e2);
             let (pa1, e1) = read_entry(mem, e2 & ADDR_MASK, va, Level::Pt, access, cpu, rsvd)?;
-            (pa1, e1, Level::Pt, e4 & e3 & e2 & e1, e4 | e3 | e2 | e1)
+            (pa1, e1, Level::Pt, e4 & e3 & e2 & e1, e4 | e3 | e2 | e1, 3, (pa2, e2))
         }
     };
 
@@ -372,10 +350,22 @@ fn walk_once<M: PhysMem + ?Sized>(
         return Err(fault(va, access, cpu, code));
     }
 
-    for &(pa, old) in &pending.entries[..pending.len] {
-        let new = old | EntryFlags::ACCESSED.bits();
-        if mem.compare_exchange_u64(pa, old, new)?.is_err() {
-            return Ok(Step::Retry);
+    // A on the table entries lacking it, top down; usually all have it.
+    let tables_and = match tables {
+        1 => e4,
+        2 => e4 & e3,
+        _ => e4 & e3 & pde.1,
+    };
+    if tables_and & EntryFlags::ACCESSED.bits() == 0 {
+        let upper = [(pa4, e4), (pa3, e3), pde];
+        for &(pa, old) in &upper[..tables] {
+            if old & EntryFlags::ACCESSED.bits() != 0 {
+                continue;
+            }
+            let new = old | EntryFlags::ACCESSED.bits();
+            if mem.compare_exchange_u64(pa, old, new)?.is_err() {
+                return Ok(Step::Retry);
+            }
         }
     }
     let mut set = EntryFlags::ACCESSED.bits();
