@@ -203,3 +203,25 @@ fn alloc_zeroed_clears_old_contents() {
     assert_eq!(phys.alloc_zeroed(1).unwrap(), p);
     assert_eq!(phys.mem.load(pa(0x1ff8)).unwrap(), 0);
 }
+
+#[test]
+fn prefetch_is_a_checked_hint_that_changes_nothing() {
+    let mut phys = Phys::new(4 * PAGE_SIZE).unwrap();
+    // The lowest free frame is what the next single-frame allocation takes.
+    assert_eq!(phys.frames.next_frame(), Some(Pfn(0)));
+    let p = phys.alloc(0).unwrap();
+    assert_eq!(phys.frames.next_frame(), Some(Pfn(1)));
+    phys.mem.store(p.addr(), 0x1234_5678).unwrap();
+    phys.mem.prefetch_frame(p).unwrap();
+    phys.mem.prefetch_frame(Pfn(3)).unwrap();
+    assert_eq!(phys.mem.load(p.addr()).unwrap(), 0x1234_5678);
+    assert!(matches!(phys.mem.prefetch_frame(Pfn(4)), Err(PhysError::NoSuchFrame { .. })));
+    assert!(matches!(
+        phys.mem.region().prefetch(3 * PAGE_SIZE, PAGE_SIZE + 1),
+        Err(PhysError::OutOfRange { .. })
+    ));
+    for _ in 0..3 {
+        phys.alloc(0).unwrap();
+    }
+    assert_eq!(phys.frames.next_frame(), None);
+}
