@@ -104,15 +104,29 @@ impl Machine {
         Err(MmError::bug("user_translate", format!("access to {va:#x} keeps faulting")))
     }
 
-    /// A one-byte user load at `va` in `pid`.
+    /// A one-byte user load at `va` in `pid`: `read_bytes` of one byte,
+    /// without its page-by-page loop (one byte never crosses a page).
     pub fn read(&mut self, pid: Pid, va: u64) -> Result<Outcome<u8>, MmError> {
+        let pa = match self.user_translate(pid, va, false)? {
+            Handled::Done(pa) => pa,
+            Handled::Segv(s) => return Ok(Outcome::Segv(s)),
+            Handled::Oops(o) => return Ok(Outcome::Oops(*o)),
+        };
         let mut b = [0u8];
-        Ok(self.read_bytes(pid, va, &mut b)?.map(|()| b[0]))
+        self.mem.read_bytes(pa, &mut b)?;
+        Ok(Outcome::Done(b[0]))
     }
 
-    /// A one-byte user store of `value` at `va` in `pid`.
+    /// A one-byte user store of `value` at `va` in `pid`: `write_bytes` of
+    /// one byte, without its page-by-page loop.
     pub fn write(&mut self, pid: Pid, va: u64, value: u8) -> Result<Outcome<()>, MmError> {
-        self.write_bytes(pid, va, &[value])
+        let pa = match self.user_translate(pid, va, true)? {
+            Handled::Done(pa) => pa,
+            Handled::Segv(s) => return Ok(Outcome::Segv(s)),
+            Handled::Oops(o) => return Ok(Outcome::Oops(*o)),
+        };
+        self.mem.write_bytes(pa, &[value])?;
+        Ok(Outcome::Done(()))
     }
 
     /// User loads of `buf.len()` bytes from `va`, page by page.

@@ -235,8 +235,26 @@ impl Machine {
         during: &'static str,
         busy: &[Pfn],
     ) -> Result<Pfn, MmError> {
+        // The common case first, the shrinker's loop out of line.
+        match self.frames.alloc(0, &mut self.pages) {
+            Ok(p) => Ok(p),
+            Err(e) => self.alloc_frame_slow(during, busy, e),
+        }
+    }
+
+    /// `alloc_frame` after a first attempt failed with `first`: shrink
+    /// and retry while the shrinker frees something.
+    #[cold]
+    #[inline(never)]
+    fn alloc_frame_slow(
+        &mut self,
+        during: &'static str,
+        busy: &[Pfn],
+        first: phys::PhysError,
+    ) -> Result<Pfn, MmError> {
+        let mut r = Err(first);
         loop {
-            match self.frames.alloc(0, &mut self.pages) {
+            match r {
                 Ok(p) => return Ok(p),
                 Err(phys::PhysError::OutOfMemory { .. }) => match self.shrink_one(busy)? {
                     Outcome::Done(true) => {}
@@ -248,11 +266,13 @@ impl Machine {
                 },
                 Err(e) => return Err(e.into()),
             }
+            r = self.frames.alloc(0, &mut self.pages);
         }
     }
 
     /// Drops one reference to a user page; frees it at zero
     /// (`put_page` -> `__page_cache_release` -> `free_unref_page`).
+    #[inline(always)]
     pub(crate) fn put_page(&mut self, pfn: Pfn) -> Result<(), MmError> {
         if pfn == self.zero_pfn {
             return Ok(());

@@ -38,10 +38,12 @@ fn addr_end(addr: u64, end: u64, size: u64) -> u64 {
 }
 
 impl Machine {
+    #[inline(always)]
     pub(crate) fn read_slot(&self, pa: PhysAddr) -> Result<u64, MmError> {
         Ok(self.mem.load(pa)?)
     }
 
+    #[inline(always)]
     pub(crate) fn write_slot(&self, pa: PhysAddr, v: u64) -> Result<(), MmError> {
         Ok(self.mem.store(pa, v)?)
     }

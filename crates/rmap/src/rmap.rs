@@ -102,6 +102,7 @@ impl Rmap {
     }
 
     /// Whether a handle names a live anon_vma.
+    #[inline]
     pub fn is_live(&self, h: AnonVmaHandle) -> bool {
         self.lookup(h, "is_live").is_ok()
     }
@@ -164,6 +165,7 @@ impl Rmap {
         self.maybe_free(h, "put_anon_vma")
     }
 
+    #[inline]
     pub(crate) fn lookup(&self, h: AnonVmaHandle, op: &'static str) -> Result<&AnonVma, RmapError> {
         let slot = self.slots.get(h.slot as usize).ok_or(RmapError::BadHandle(h.to_mapping()))?;
         if slot.generation == h.generation {
@@ -320,6 +322,7 @@ impl Rmap {
     }
 
     /// What rmap holds for a VMA.
+    #[inline]
     pub fn vma(&self, id: VmaId) -> Result<&VmaRmap, RmapError> {
         self.vmas.get(&id).ok_or(RmapError::NoSuchVma(id))
     }
