@@ -380,6 +380,32 @@ fn bench_single(c: &mut Criterion, host: &Host) {
         });
     }
     {
+        let mut f = None;
+        g.bench_function("floor_copy_prefetched", |b| {
+            let f = f.get_or_insert_with(|| Floor::new(COW_FRAMES, 2 * REGION));
+            b.iter_custom(|iters| {
+                batched(
+                    &mut *f,
+                    iters,
+                    REGION,
+                    |f, n| {
+                        for &src in &f.frames[..n as usize] {
+                            f.mem.zero_frame_exclusive(src).expect("zero");
+                        }
+                    },
+                    |f, (), i| {
+                        if let Some(&next) = f.frames.get((REGION + i + 1) as usize) {
+                            f.mem.prefetch_frame(next).expect("prefetch");
+                        }
+                        let (src, dst) = (f.frames[i as usize], f.frames[(REGION + i) as usize]);
+                        f.mem.copy_frame_exclusive(dst, src).expect("copy");
+                    },
+                    |_, ()| (),
+                )
+            })
+        });
+    }
+    {
         let mut m = None;
         g.bench_function("cow_fault/ptemu", |b| {
             let m = m.get_or_insert_with(|| machine(COW_FRAMES, 1 << 20));

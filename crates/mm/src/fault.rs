@@ -439,6 +439,12 @@ impl Machine {
             return Ok(Handled::Oops(Box::new(self.oops(&o, old))));
         }
         let new = self.alloc_frame("wp_page_copy", old.as_slice())?;
+        // As in do_anonymous_page: the next copy's destination starts
+        // coming into the cache (its source, the next page written, is
+        // not known here).
+        if let Some(next) = self.frames.next_frame() {
+            self.mem.prefetch_frame(next)?;
+        }
         // `new` is in no page table yet, and nothing writes `old` while we
         // hold the machine, so both go through the bulk operations.
         match old {
