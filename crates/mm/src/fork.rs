@@ -38,7 +38,7 @@ impl Machine {
         self.next_pid = self
             .next_pid
             .checked_add(1)
-            .ok_or(MmError::BadConfig("process ids exhausted".into()))?;
+            .ok_or_else(|| MmError::BadConfig("process ids exhausted".into()))?;
         self.procs.insert(
             child,
             Process { pid: child, parent: Some(parent), pml4: cpml4, vmas: BTreeMap::new() },

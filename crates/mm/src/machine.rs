@@ -211,12 +211,20 @@ impl Machine {
         self.rmap.rcu_grace_period();
     }
 
+    // Matches rather than `ok_or`: an eagerly built error costs a drop
+    // on every successful lookup (reclaim looks a process up per page).
     pub(crate) fn proc(&self, pid: Pid) -> Result<&Process, MmError> {
-        self.procs.get(&pid).ok_or(MmError::NoSuchProcess(pid))
+        match self.procs.get(&pid) {
+            Some(p) => Ok(p),
+            None => Err(MmError::NoSuchProcess(pid)),
+        }
     }
 
     pub(crate) fn proc_mut(&mut self, pid: Pid) -> Result<&mut Process, MmError> {
-        self.procs.get_mut(&pid).ok_or(MmError::NoSuchProcess(pid))
+        match self.procs.get_mut(&pid) {
+            Some(p) => Ok(p),
+            None => Err(MmError::NoSuchProcess(pid)),
+        }
     }
 
     pub(crate) fn oops(&self, o: &rmap::Oops, page: Option<Pfn>) -> Oops {
@@ -337,7 +345,7 @@ impl Machine {
         self.next_pid = self
             .next_pid
             .checked_add(1)
-            .ok_or(MmError::BadConfig("process ids exhausted".into()))?;
+            .ok_or_else(|| MmError::BadConfig("process ids exhausted".into()))?;
         self.procs.insert(pid, Process { pid, parent: None, pml4, vmas: BTreeMap::new() });
         Ok(pid)
     }

@@ -104,12 +104,25 @@ pub use swap_map::{
 pub use swap_state::CacheRelease;
 
 /// The active swap devices and the swap cache.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Swap {
-    /// Active devices by type (Linux's `swap_info[]`).
-    devices: BTreeMap<u8, SwapDevice>,
+    /// Active devices indexed by type (Linux's `swap_info[]`), `None` for
+    /// a type with no device; no longer than the highest type in use + 1.
+    /// Every slot operation finds its device here, so an index, not a
+    /// tree search.
+    devices: Vec<Option<SwapDevice>>,
     /// Pages in the swap cache (whose entries live in each device's table).
     cached: usize,
+}
+
+/// The devices as a map from type to device, as when they were kept in
+/// one.
+impl std::fmt::Debug for Swap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let devices: BTreeMap<u8, &SwapDevice> =
+            self.devices().map(|d| (d.swap_type(), d)).collect();
+        f.debug_struct("Swap").field("devices", &devices).field("cached", &self.cached).finish()
+    }
 }
 
 impl Swap {

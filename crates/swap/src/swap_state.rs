@@ -57,7 +57,10 @@ impl Swap {
                 .map_err(|_| SwapError::BadPrivate { pfn, private: desc.private })?;
             return Err(SwapError::PageInSwapCache { pfn, entry });
         }
-        desc.refcount = desc.refcount.checked_add(1).ok_or(SwapError::RefcountOverflow(pfn))?;
+        let Some(refcount) = desc.refcount.checked_add(1) else {
+            return Err(SwapError::RefcountOverflow(pfn));
+        };
+        desc.refcount = refcount;
         desc.flags.insert(PageFlags::SWAPCACHE);
         desc.private = entry.raw();
         self.device_mut(entry.swap_type())?.set_cached(entry.offset(), Some(pfn));
@@ -68,7 +71,7 @@ impl Swap {
     /// `lookup_swap_cache`: the page cached for `entry`, if any (no
     /// reference taken).
     pub fn lookup_swap_cache(&self, entry: SwpEntry) -> Option<Pfn> {
-        self.device(entry.swap_type()).ok()?.cached(entry.offset())
+        self.device_opt(entry.swap_type())?.cached(entry.offset())
     }
 
     /// The cache's entries, in entry order.

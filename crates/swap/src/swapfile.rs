@@ -5,8 +5,6 @@
 //! Linux's do through `swp_swap_info`. Errors name the entry; nothing
 //! changes when one is returned.
 
-use std::collections::btree_map::Entry;
-
 use pgtable::Pfn;
 
 use crate::Swap;
@@ -19,10 +17,14 @@ impl Swap {
     /// Activates `device` under its type (swapon). Types need not be
     /// contiguous; allocation prefers the lowest type (see [`Swap::get_swap_page`]).
     pub fn swapon(&mut self, device: SwapDevice) -> Result<(), SwapError> {
-        match self.devices.entry(device.swap_type()) {
-            Entry::Occupied(_) => Err(SwapError::DeviceExists(device.swap_type())),
-            Entry::Vacant(v) => {
-                v.insert(device);
+        let t = usize::from(device.swap_type());
+        if self.devices.len() <= t {
+            self.devices.resize_with(t + 1, || None);
+        }
+        match &mut self.devices[t] {
+            Some(_) => Err(SwapError::DeviceExists(device.swap_type())),
+            slot @ None => {
+                *slot = Some(device);
                 Ok(())
             }
         }
@@ -36,22 +38,32 @@ impl Swap {
         if dev.inuse() != 0 {
             return Err(SwapError::DeviceBusy { swap_type, inuse: dev.inuse() });
         }
-        self.devices.remove(&swap_type).ok_or(SwapError::NoSuchDevice(swap_type))
+        let dev = self.devices.get_mut(usize::from(swap_type)).and_then(Option::take);
+        while self.devices.last().is_some_and(Option::is_none) {
+            self.devices.pop();
+        }
+        dev.ok_or(SwapError::NoSuchDevice(swap_type))
     }
 
     /// The device of `swap_type`.
     pub fn device(&self, swap_type: u8) -> Result<&SwapDevice, SwapError> {
         // A match rather than `ok_or`: every slot operation looks its
         // device up, and an eagerly built error costs a drop each time.
-        match self.devices.get(&swap_type) {
+        match self.device_opt(swap_type) {
             Some(d) => Ok(d),
             None => Err(SwapError::NoSuchDevice(swap_type)),
         }
     }
 
+    /// The device of `swap_type`, if there is one.
+    #[inline]
+    pub(crate) fn device_opt(&self, swap_type: u8) -> Option<&SwapDevice> {
+        self.devices.get(usize::from(swap_type)).and_then(Option::as_ref)
+    }
+
     /// The device of `swap_type`, for update.
     pub(crate) fn device_mut(&mut self, swap_type: u8) -> Result<&mut SwapDevice, SwapError> {
-        match self.devices.get_mut(&swap_type) {
+        match self.devices.get_mut(usize::from(swap_type)).and_then(Option::as_mut) {
             Some(d) => Ok(d),
             None => Err(SwapError::NoSuchDevice(swap_type)),
         }
@@ -59,7 +71,7 @@ impl Swap {
 
     /// Active devices, lowest type first.
     pub fn devices(&self) -> impl Iterator<Item = &SwapDevice> {
-        self.devices.values()
+        self.devices.iter().flatten()
     }
 
     fn map_mut(&mut self, entry: SwpEntry) -> Result<&mut SwapMap, SwapError> {
@@ -79,7 +91,7 @@ impl Swap {
     /// device first, which lowest type first reproduces when types are
     /// given in swapon order.
     pub fn get_swap_page(&mut self) -> Result<SwpEntry, SwapError> {
-        for dev in self.devices.values_mut() {
+        for dev in self.devices.iter_mut().flatten() {
             if dev.free_slots() > 0 {
                 let t = dev.swap_type();
                 let offset = dev.swap_map_mut().alloc()?;
@@ -120,10 +132,7 @@ impl Swap {
 
     /// Every continuation page's frame, over all devices.
     pub fn continuation_frames(&self) -> Vec<Pfn> {
-        self.devices
-            .values()
-            .flat_map(|d| d.swap_map().continuation_pages().map(|c| c.pfn))
-            .collect()
+        self.devices().flat_map(|d| d.swap_map().continuation_pages().map(|c| c.pfn)).collect()
     }
 
     /// `swap_free`: a swap PTE naming `entry` is gone (zap, do_swap_page).
@@ -177,16 +186,20 @@ impl Swap {
 
     /// Free slots over all devices (`nr_swap_pages`).
     pub fn nr_swap_pages(&self) -> u64 {
-        self.devices.values().map(SwapDevice::free_slots).sum()
+        self.devices().map(SwapDevice::free_slots).sum()
     }
 
     /// Usable slots over all devices (`total_swap_pages`).
     pub fn total_swap_pages(&self) -> u64 {
-        self.devices.values().map(|d| d.pages() - 1).sum()
+        self.devices().map(|d| d.pages() - 1).sum()
     }
 
     /// `vm_swap_full`: more than half of all swap is in use.
     pub fn vm_swap_full(&self) -> bool {
-        self.nr_swap_pages() * 2 < self.total_swap_pages()
+        // Both sums in one pass over the devices: do_swap_page asks on
+        // every swap-in.
+        let (free, total) =
+            self.devices().fold((0, 0), |(f, t), d| (f + d.free_slots(), t + d.pages() - 1));
+        free * 2 < total
     }
 }
