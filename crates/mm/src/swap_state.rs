@@ -126,8 +126,26 @@ impl Machine {
         e: SwpEntry,
         may_reclaim: bool,
     ) -> Result<bool, MmError> {
+        // The common case first, the continuation loop out of line.
+        match self.swap.inner.swap_duplicate(e) {
+            Ok(()) => Ok(true),
+            Err(err) => self.swap_duplicate_slow(e, may_reclaim, err),
+        }
+    }
+
+    /// `swap_duplicate` after a first attempt failed with `first`: add a
+    /// continuation page when the count needs one, and retry.
+    #[cold]
+    #[inline(never)]
+    fn swap_duplicate_slow(
+        &mut self,
+        e: SwpEntry,
+        may_reclaim: bool,
+        first: SwapError,
+    ) -> Result<bool, MmError> {
+        let mut r = Err(first);
         loop {
-            match self.swap.inner.swap_duplicate(e) {
+            match r {
                 Ok(()) => return Ok(true),
                 Err(SwapError::CountNeedsContinuation { .. }) => {
                     let pfn = if may_reclaim {
@@ -145,6 +163,7 @@ impl Machine {
                 }
                 Err(err) => return Err(err.into()),
             }
+            r = self.swap.inner.swap_duplicate(e);
         }
     }
 
