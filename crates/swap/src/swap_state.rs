@@ -112,12 +112,25 @@ impl Swap {
         pages: &mut PageDescs,
     ) -> Result<SwpEntry, SwapError> {
         let entry = self.page_swap_entry(pfn, pages)?;
+        self.delete_entry(pfn, entry, pages)?;
+        Ok(entry)
+    }
+
+    /// `__delete_from_swap_cache` for an `entry` that `page_swap_entry`
+    /// just returned for `pfn` (nothing changed since): the callers that
+    /// have checked it already do not check it again.
+    fn delete_entry(
+        &mut self,
+        pfn: Pfn,
+        entry: SwpEntry,
+        pages: &mut PageDescs,
+    ) -> Result<(), SwapError> {
         let desc = pages.get_mut(pfn)?;
         desc.flags.remove(PageFlags::SWAPCACHE);
         desc.private = 0;
         self.device_mut(entry.swap_type())?.set_cached(entry.offset(), None);
         self.cached -= 1;
-        Ok(entry)
+        Ok(())
     }
 
     /// `delete_from_swap_cache`: takes `pfn` out of the cache, drops the
@@ -128,15 +141,26 @@ impl Swap {
         pfn: Pfn,
         pages: &mut PageDescs,
     ) -> Result<CacheRelease, SwapError> {
-        // Check everything that can fail before changing anything.
         let entry = self.page_swap_entry(pfn, pages)?;
+        self.delete_checked(pfn, entry, pages)
+    }
+
+    /// [`Self::delete_from_swap_cache`] for an `entry` that
+    /// `page_swap_entry` just returned for `pfn`.
+    fn delete_checked(
+        &mut self,
+        pfn: Pfn,
+        entry: SwpEntry,
+        pages: &mut PageDescs,
+    ) -> Result<CacheRelease, SwapError> {
+        // Check everything that can fail before changing anything.
         if pages.get(pfn)?.refcount == 0 {
             return Err(SwapError::RefcountUnderflow(pfn));
         }
         if !self.swap_has_cache(entry)? {
             return Err(SwapError::DoubleFree { entry, what: "swap cache flag" });
         }
-        self.__delete_from_swap_cache(pfn, pages)?;
+        self.delete_entry(pfn, entry, pages)?;
         let slot_freed = self.put_swap_folio(entry)?;
         let desc = pages.get_mut(pfn)?;
         desc.refcount -= 1;
@@ -175,7 +199,7 @@ impl Swap {
         if self.swp_swapcount(entry)? != 0 {
             return Ok(None);
         }
-        let release = self.delete_from_swap_cache(pfn, pages)?;
+        let release = self.delete_checked(pfn, entry, pages)?;
         pages.get_mut(pfn)?.flags.insert(PageFlags::DIRTY);
         Ok(Some(release))
     }
