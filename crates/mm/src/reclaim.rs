@@ -74,8 +74,10 @@ impl Machine {
     ) -> Result<Outcome<Vec<ReclaimResult>>, MmError> {
         let end = Self::check_range(addr & !0xfff, len.max(4096).next_multiple_of(4096))?;
         let pml4 = self.proc(pid)?.pml4;
-        let mut results = Vec::new();
         let mut va = addr & !0xfff;
+        // Sized for a small range at once (a page at a time is the common
+        // call), so that the first result does not go through a grow.
+        let mut results = Vec::with_capacity(((end - va) / 4096).min(16) as usize);
         while va < end {
             if let Some(slot) = self.pte_slot(pml4, va)? {
                 let pte = self.read_slot(slot)?;
