@@ -112,9 +112,7 @@ impl Machine {
             Handled::Segv(s) => return Ok(Outcome::Segv(s)),
             Handled::Oops(o) => return Ok(Outcome::Oops(*o)),
         };
-        let mut b = [0u8];
-        self.mem.read_bytes(pa, &mut b)?;
-        Ok(Outcome::Done(b[0]))
+        Ok(Outcome::Done(self.mem.load_u8(pa)?))
     }
 
     /// A one-byte user store of `value` at `va` in `pid`: `write_bytes` of
@@ -125,7 +123,7 @@ impl Machine {
             Handled::Segv(s) => return Ok(Outcome::Segv(s)),
             Handled::Oops(o) => return Ok(Outcome::Oops(*o)),
         };
-        self.mem.write_bytes(pa, &[value])?;
+        self.mem.store_u8(pa, value)?;
         Ok(Outcome::Done(()))
     }
 
@@ -320,13 +318,13 @@ impl Machine {
         if let Some(o) = self.fault_anon_vma_prepare(vma)? {
             return Ok(Handled::Oops(Box::new(self.oops(&o, None))));
         }
-        let page = self.alloc_frame("do_anonymous_page", &[])?;
+        let (page, next) = self.alloc_frame_and_next("do_anonymous_page", &[])?;
         // The frame the next allocation hands out starts coming into the
         // cache now, while this fault and the work up to the next one run:
         // first-touch faults come in runs (a heap or a buffer being
         // filled), and clearing a cold frame waits on memory for about
         // as long as this whole fault's own work takes. Only a hint.
-        if let Some(next) = self.frames.next_frame() {
+        if let Some(next) = next {
             self.mem.prefetch_frame(next)?;
         }
         // Just allocated and in no page table yet: ours alone, so one memset.
@@ -438,11 +436,11 @@ impl Machine {
         if let Some(o) = self.fault_anon_vma_prepare(vma)? {
             return Ok(Handled::Oops(Box::new(self.oops(&o, old))));
         }
-        let new = self.alloc_frame("wp_page_copy", old.as_slice())?;
+        let (new, next) = self.alloc_frame_and_next("wp_page_copy", old.as_slice())?;
         // As in do_anonymous_page: the next copy's destination starts
         // coming into the cache (its source, the next page written, is
         // not known here).
-        if let Some(next) = self.frames.next_frame() {
+        if let Some(next) = next {
             self.mem.prefetch_frame(next)?;
         }
         // `new` is in no page table yet, and nothing writes `old` while we

@@ -250,6 +250,24 @@ impl Machine {
         }
     }
 
+    /// `alloc_frame`, and the frame the next single-frame allocation will
+    /// hand out (for the fault paths' prefetch), found by the allocator
+    /// on the way instead of by a second search.
+    #[inline(always)]
+    pub(crate) fn alloc_frame_and_next(
+        &mut self,
+        during: &'static str,
+        busy: &[Pfn],
+    ) -> Result<(Pfn, Option<Pfn>), MmError> {
+        match self.frames.alloc_one(&mut self.pages) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                let p = self.alloc_frame_slow(during, busy, e)?;
+                Ok((p, self.frames.next_frame()))
+            }
+        }
+    }
+
     /// `alloc_frame` after a first attempt failed with `first`: shrink
     /// and retry while the shrinker frees something.
     #[cold]

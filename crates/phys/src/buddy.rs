@@ -357,20 +357,10 @@ impl FrameAllocator {
     pub fn alloc(&mut self, order: u32, pages: &mut PageDescs) -> Result<Pfn, PhysError> {
         check_order(order)?;
         self.check_descs(pages)?;
-        let Some((pfn, mut o)) = self.lowest_fitting(order) else {
+        let Some((pfn, taken)) = self.lowest_fitting(order) else {
             return Err(PhysError::OutOfMemory { order });
         };
-        // The upper halves first, then the block itself: a half lies in the
-        // same word of `heads` as the block (blocks are aligned), so
-        // neither update reaches the set's upper levels.
-        let taken = o;
-        while o > order {
-            o -= 1;
-            self.insert_free(pfn + block_frames(o), o);
-        }
-        self.remove_free(pfn, taken);
-        // Below `frames` (a free block lies inside), so the index fits.
-        self.block[pfn as usize] = order as u8 + 1;
+        self.take(pfn, taken, order);
         // `check_descs` made sure the descriptors cover every frame.
         if order == 0 {
             *pages.get_mut(Pfn(pfn))? = PageDesc { refcount: 1, ..PageDesc::default() };
@@ -381,6 +371,53 @@ impl FrameAllocator {
         }
         pages.get_mut(Pfn(pfn))?.refcount = 1;
         Ok(Pfn(pfn))
+    }
+
+    /// A single frame, as [`Self::alloc`] of order 0 returns it, and the
+    /// frame the next single-frame allocation will return (what
+    /// [`Self::next_frame`] answers afterwards), found on the way: when
+    /// the block taken was split, its second frame is now the lowest free
+    /// block; otherwise the lowest free block usually lies in the same
+    /// word of the set of block heads as the frame just taken (nothing
+    /// below that frame was free). The fault paths prefetch that frame.
+    pub fn alloc_one(&mut self, pages: &mut PageDescs) -> Result<(Pfn, Option<Pfn>), PhysError> {
+        self.check_descs(pages)?;
+        let Some((pfn, taken)) = self.lowest_fitting(0) else {
+            return Err(PhysError::OutOfMemory { order: 0 });
+        };
+        self.take(pfn, taken, 0);
+        // `check_descs` made sure the descriptors cover every frame.
+        *pages.get_mut(Pfn(pfn))? = PageDesc { refcount: 1, ..PageDesc::default() };
+        let next = if taken > 0 {
+            // The split put the order-0 buddy of `pfn`, `pfn + 1`, back
+            // on the free lists, and every free frame lies above `pfn`.
+            Some(pfn + 1)
+        } else {
+            // Every member of the word left is above `pfn`, so the
+            // word's lowest, if any, is the lowest of the whole set.
+            match self.heads.levels[0][(pfn / 64) as usize] {
+                0 => self.heads.first(),
+                w => Some(pfn & !63 | u64::from(w.trailing_zeros())),
+            }
+        };
+        Ok((Pfn(pfn), next.map(Pfn)))
+    }
+
+    /// Takes the free block of order `taken` at `pfn` for an allocation of
+    /// `order`, returning the upper halves of the split to the free lists.
+    #[inline(always)]
+    fn take(&mut self, pfn: u64, taken: u32, order: u32) {
+        // The upper halves first, then the block itself: a half lies in the
+        // same word of `heads` as the block (blocks are aligned), so
+        // neither update reaches the set's upper levels.
+        let mut o = taken;
+        while o > order {
+            o -= 1;
+            self.insert_free(pfn + block_frames(o), o);
+        }
+        self.remove_free(pfn, taken);
+        // Below `frames` (a free block lies inside), so the index fits.
+        self.block[pfn as usize] = order as u8 + 1;
     }
 
     /// The frame the next single-frame allocation would return (the

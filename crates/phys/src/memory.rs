@@ -142,6 +142,18 @@ impl PhysMemory {
         }
     }
 
+    /// The byte at `pa`.
+    #[inline]
+    pub fn load_u8(&self, pa: PhysAddr) -> Result<u8, PhysError> {
+        self.region.load_u8(pa.as_u64())
+    }
+
+    /// Stores the byte `value` at `pa`.
+    #[inline]
+    pub fn store_u8(&self, pa: PhysAddr, value: u8) -> Result<(), PhysError> {
+        self.region.store_u8(pa.as_u64(), value)
+    }
+
     /// Copies the bytes at `pa..pa+buf.len()` out (any alignment; may span frames).
     pub fn read_bytes(&self, pa: PhysAddr, buf: &mut [u8]) -> Result<(), PhysError> {
         self.region.read_bytes(pa.as_u64(), buf)

@@ -246,6 +246,27 @@ impl MappedRegion {
             .map_err(u64::from_le))
     }
 
+    /// Loads the byte at `offset` (relaxed, as [`Self::read_bytes`] does).
+    #[inline]
+    pub fn load_u8(&self, offset: u64) -> Result<u8, PhysError> {
+        if offset >= self.size {
+            return Err(PhysError::OutOfRange { offset, len: 1, size: self.size });
+        }
+        Ok(self.byte(offset).load(Ordering::Relaxed))
+    }
+
+    /// Stores the byte `value` at `offset` (relaxed, as
+    /// [`Self::write_bytes`] does): a user's one-byte store, without
+    /// `write_bytes`' loop.
+    #[inline]
+    pub fn store_u8(&self, offset: u64, value: u8) -> Result<(), PhysError> {
+        if offset >= self.size {
+            return Err(PhysError::OutOfRange { offset, len: 1, size: self.size });
+        }
+        self.byte(offset).store(value, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Copies `buf.len()` bytes starting at `offset` out of the region.
     pub fn read_bytes(&self, offset: u64, buf: &mut [u8]) -> Result<(), PhysError> {
         self.check_range(offset, buf.len() as u64)?;
@@ -477,6 +498,23 @@ mod tests {
             r.read_bytes(8190, &mut [0u8; 3]),
             Err(PhysError::OutOfRange { offset: 8190, len: 3, size: 8192 })
         ));
+    }
+
+    #[test]
+    fn single_bytes_match_the_byte_slices() {
+        let r = MappedRegion::anonymous(4096).unwrap();
+        r.store_u8(4095, 0xa5).unwrap();
+        r.store_u8(13, 0x3c).unwrap();
+        let mut b = [0u8; 2];
+        r.read_bytes(4094, &mut b).unwrap();
+        assert_eq!(b, [0, 0xa5]);
+        r.write_bytes(12, &[7, 8, 9]).unwrap();
+        assert_eq!([r.load_u8(12).unwrap(), r.load_u8(13).unwrap()], [7, 8]);
+        for bad in [4096, u64::MAX] {
+            let oor = |e| matches!(e, PhysError::OutOfRange { offset, len: 1, size: 4096 } if offset == bad);
+            assert!(r.store_u8(bad, 1).is_err_and(oor));
+            assert!(r.load_u8(bad).is_err_and(oor));
+        }
     }
 
     #[test]
