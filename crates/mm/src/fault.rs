@@ -279,14 +279,27 @@ impl Machine {
     /// `anon_vma_prepare` for a fault in `vma`: an rmap oops if it hit one.
     /// Like Linux, the neighbours are looked for only when the VMA has no
     /// anon_vma yet (`__anon_vma_prepare`); with one, rmap ignores them.
+    #[inline(always)]
     fn fault_anon_vma_prepare(&mut self, vma: &Vma) -> Result<Option<rmap::Oops>, MmError> {
         let own = self.rmap.vma(vma.id).ok().and_then(|r| r.anon_vma);
         // anon_vma_prepare's own fast path, without looking the VMA up a
         // second time: an anon_vma that is live is the answer. Anything
-        // else goes through anon_vma_prepare, which reports it.
+        // else goes through anon_vma_prepare, which reports it. Only this
+        // test is inlined into the fault paths (every fault but a VMA's
+        // first takes it); the rest is out of line.
         if own.is_some_and(|h| self.rmap.is_live(h)) {
             return Ok(None);
         }
+        self.fault_anon_vma_prepare_slow(vma, own)
+    }
+
+    /// `fault_anon_vma_prepare` when the VMA has no live anon_vma.
+    #[inline(never)]
+    fn fault_anon_vma_prepare_slow(
+        &mut self,
+        vma: &Vma,
+        own: Option<rmap::AnonVmaHandle>,
+    ) -> Result<Option<rmap::Oops>, MmError> {
         let near = if own.is_some() {
             Neighbours { ids: [vma.id; 2], len: 0 }
         } else {

@@ -157,6 +157,7 @@ pub const fn is_none(raw: u64, format: EntryFormat) -> bool {
 /// (P clear, `_PAGE_FILE` set) and, in the L1TF format, a non-present huge
 /// entry above level 1 with PS set and PROTNONE clear (Linux's
 /// `pmd_mkinvalid` state, transient while a huge page is split).
+#[inline]
 pub fn decode(raw: u64, level: Level, format: EntryFormat) -> Result<EntryKind, EntryError> {
     if raw & EntryFlags::PRESENT.bits() != 0 {
         let fm = frame_mask(raw, level);

@@ -71,10 +71,10 @@ impl Rmap {
     }
 
     fn page_index(&self, vma: VmaId, address: u64) -> Result<u64, RmapError> {
-        self.vma(vma)?
-            .range
-            .linear_page_index(address)
-            .ok_or(RmapError::AddressOutsideVma { vma, address })
+        match self.vma(vma)?.range.linear_page_index(address) {
+            Some(index) => Ok(index),
+            None => Err(RmapError::AddressOutsideVma { vma, address }),
+        }
     }
 
     /// page_add_new_anon_rmap: a brand-new page (do_anonymous_page, COW
@@ -114,10 +114,14 @@ impl Rmap {
         let sem = self.semantics();
         let exclusive = exclusive && sem.add_anon_exclusive_arg;
         let index = self.page_index(vma, address)?;
-        self.vma(vma)?.anon_vma.ok_or(RmapError::NoAnonVma(vma))?;
+        if self.vma(vma)?.anon_vma.is_none() {
+            return Err(RmapError::NoAnonVma(vma));
+        }
         let first = page.mapcount == 0;
-        page.mapcount =
-            page.mapcount.checked_add(1).ok_or(RmapError::Overflow { what: "mapcount" })?;
+        let Some(mapcount) = page.mapcount.checked_add(1) else {
+            return Err(RmapError::Overflow { what: "mapcount" });
+        };
+        page.mapcount = mapcount;
         if first && (sem.rewrite_anon_mapping || !page.is_anon()) {
             let h = self.anon_vma_for_new_mapping(vma, exclusive)?;
             page.mapping = h.to_mapping();
@@ -133,7 +137,10 @@ impl Rmap {
     /// is, as in the kernel (it is cleared when the page is freed). Returns
     /// whether that was the last mapping.
     pub fn page_remove_rmap(&self, page: &mut PageDesc) -> Result<bool, RmapError> {
-        page.mapcount = page.mapcount.checked_sub(1).ok_or(RmapError::NotMapped)?;
+        let Some(mapcount) = page.mapcount.checked_sub(1) else {
+            return Err(RmapError::NotMapped);
+        };
+        page.mapcount = mapcount;
         Ok(page.mapcount == 0)
     }
 
@@ -145,7 +152,9 @@ impl Rmap {
         if !page.is_anon() {
             return Err(RmapError::NotAnon(page.mapping));
         }
-        let own = self.vma(vma)?.anon_vma.ok_or(RmapError::NoAnonVma(vma))?;
+        let Some(own) = self.vma(vma)?.anon_vma else {
+            return Err(RmapError::NoAnonVma(vma));
+        };
         self.lookup(own, "page_move_anon_rmap")?;
         page.mapping = own.to_mapping();
         Ok(())

@@ -167,7 +167,9 @@ impl Rmap {
 
     #[inline]
     pub(crate) fn lookup(&self, h: AnonVmaHandle, op: &'static str) -> Result<&AnonVma, RmapError> {
-        let slot = self.slots.get(h.slot as usize).ok_or(RmapError::BadHandle(h.to_mapping()))?;
+        let Some(slot) = self.slots.get(h.slot as usize) else {
+            return Err(RmapError::BadHandle(h.to_mapping()));
+        };
         if slot.generation == h.generation {
             if let Some(av) = slot.live.as_ref() {
                 return Ok(av);
@@ -188,10 +190,10 @@ impl Rmap {
         if !live {
             return Err(self.stale(h, op));
         }
-        self.slots
-            .get_mut(h.slot as usize)
-            .and_then(|s| s.live.as_mut())
-            .ok_or(RmapError::BadHandle(h.to_mapping()))
+        match self.slots.get_mut(h.slot as usize).and_then(|s| s.live.as_mut()) {
+            Some(av) => Ok(av),
+            None => Err(RmapError::BadHandle(h.to_mapping())),
+        }
     }
 
     /// The error for a handle that does not name a live anon_vma.
@@ -324,7 +326,13 @@ impl Rmap {
     /// What rmap holds for a VMA.
     #[inline]
     pub fn vma(&self, id: VmaId) -> Result<&VmaRmap, RmapError> {
-        self.vmas.get(&id).ok_or(RmapError::NoSuchVma(id))
+        // Built only on the error path: an eager `ok_or` value is dropped
+        // (an out-of-line drop_in_place call) on every successful lookup,
+        // and every fault looks VMAs up.
+        match self.vmas.get(&id) {
+            Some(rec) => Ok(rec),
+            None => Err(RmapError::NoSuchVma(id)),
+        }
     }
 
     /// A VMA's chain, newest first: (link, anon_vma).
