@@ -70,7 +70,9 @@ impl Machine {
     }
 
     /// Translates `va` for a user access, faulting as needed; the physical
-    /// address of the byte, or how the access ended.
+    /// address of the byte, or how the access ended. Inlined into the
+    /// accessors, so its result is not passed back through memory.
+    #[inline(always)]
     fn user_translate(
         &mut self,
         pid: Pid,

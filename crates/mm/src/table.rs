@@ -88,7 +88,10 @@ impl Machine {
     }
 
     /// The PTE slot for `va`, allocating the PDPT, PD and PT on the way as
-    /// `__pud_alloc`, `__pmd_alloc` and `__pte_alloc` do.
+    /// `__pud_alloc`, `__pmd_alloc` and `__pte_alloc` do. Inlined: every
+    /// fault runs it, and its three table reads are ~40 instructions
+    /// against ~25 for a call and its result.
+    #[inline(always)]
     pub(crate) fn pte_alloc(
         &mut self,
         pml4: Pfn,
@@ -100,17 +103,19 @@ impl Machine {
             let idx = index(va, level);
             table = match self.next_table(table, idx)? {
                 Some(t) => t,
-                None => {
-                    let t = self.alloc_table(busy)?;
-                    self.write_slot(
-                        slot_pa(table, idx),
-                        t.addr().as_u64() | USER_TABLE_FLAGS.bits(),
-                    )?;
-                    t
-                }
+                None => self.install_table(table, idx, busy)?,
             };
         }
         Ok(slot_pa(table, index(va, Level::Pt)))
+    }
+
+    /// A new lower table linked in at entry `idx` of `table` (the
+    /// allocating half of `pte_alloc`, out of line).
+    #[inline(never)]
+    fn install_table(&mut self, table: Pfn, idx: usize, busy: &[Pfn]) -> Result<Pfn, MmError> {
+        let t = self.alloc_table(busy)?;
+        self.write_slot(slot_pa(table, idx), t.addr().as_u64() | USER_TABLE_FLAGS.bits())?;
+        Ok(t)
     }
 
     /// `free_pgd_range`: frees the page tables that map only `[addr, end)`,
