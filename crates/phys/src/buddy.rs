@@ -407,15 +407,40 @@ impl FrameAllocator {
     /// `order`, returning the upper halves of the split to the free lists.
     #[inline(always)]
     fn take(&mut self, pfn: u64, taken: u32, order: u32) {
-        // The upper halves first, then the block itself: a half lies in the
-        // same word of `heads` as the block (blocks are aligned), so
-        // neither update reaches the set's upper levels.
+        // The upper halves of orders below 6 start in the same word of
+        // `heads` as the block (blocks are aligned, so `pfn % 64` plus
+        // the half's offset stays below 64): their bits are gathered in
+        // `near` and that word is written once, the block's own bit
+        // cleared in the same store. It held the block's bit before and
+        // holds the halves' after, so it is non-zero throughout and the
+        // set's upper levels do not change. Larger halves go in one by
+        // one.
+        let mut near = 0u64;
         let mut o = taken;
         while o > order {
             o -= 1;
-            self.insert_free(pfn + block_frames(o), o);
+            let p = pfn + block_frames(o);
+            if o > 0 {
+                self.free[o as usize].insert(p >> o);
+            }
+            if o < 6 {
+                near |= 1 << (p % 64);
+            } else {
+                self.heads.insert(p);
+            }
+            self.counts[o as usize] += 1;
+            self.block[p as usize] = FREE_HEAD | o as u8;
         }
-        self.remove_free(pfn, taken);
+        if taken > 0 {
+            self.free[taken as usize].remove_member(pfn >> taken);
+        }
+        self.counts[taken as usize] -= 1;
+        if near != 0 {
+            let w = &mut self.heads.levels[0][(pfn / 64) as usize];
+            *w = (*w & !(1 << (pfn % 64))) | near;
+        } else {
+            self.heads.remove_member(pfn);
+        }
         // Below `frames` (a free block lies inside), so the index fits.
         self.block[pfn as usize] = order as u8 + 1;
     }
