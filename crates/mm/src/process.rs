@@ -71,6 +71,8 @@ pub struct Process {
 
 impl Process {
     /// The VMA containing `addr` (Linux's find_vma plus the start check).
+    /// Inlinable: every fault looks its VMA up.
+    #[inline]
     pub fn vma_at(&self, addr: u64) -> Option<&Vma> {
         self.vmas.range(..=addr).next_back().map(|(_, v)| v).filter(|v| v.contains(addr))
     }
