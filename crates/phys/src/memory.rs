@@ -186,6 +186,7 @@ impl PhysMemory {
 
     /// Starts bringing frame `pfn` into the CPU's caches without waiting
     /// (see [`MappedRegion::prefetch`]): a hint that changes nothing.
+    #[inline]
     pub fn prefetch_frame(&self, pfn: Pfn) -> Result<(), PhysError> {
         self.region.prefetch(self.frame_offset(pfn)?, PAGE_SIZE)
     }

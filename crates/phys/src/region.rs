@@ -328,6 +328,7 @@ impl MappedRegion {
     /// issues it for the frame the next allocation will hand out, so that
     /// the memory latency of clearing a cold frame overlaps with the work
     /// between two faults.
+    #[inline]
     pub fn prefetch(&self, offset: u64, len: u64) -> Result<(), PhysError> {
         self.check_range(offset, len)?;
         #[cfg(target_arch = "x86_64")]
