@@ -382,7 +382,7 @@ impl<const N: usize> L1<N> {
 
     /// Caches `page` (4 KiB aligned) at `frame` for the accesses in `bits`
     /// (bit 0 read, 1 write, 2 fetch).
-    #[inline]
+    #[inline(always)]
     fn put(&mut self, page: u64, frame: u64, bits: u8) {
         let vpn = page >> 12;
         let s = vpn as usize % N;
@@ -908,12 +908,17 @@ impl<const FIRST: usize> Mmu<FIRST> {
         Ok(Span { first, first_len: in_first, second: Some(second), len: size })
     }
 
-    /// Translates one byte's page the first level did not answer: from the
-    /// main table if it holds the page and allows the access (a hit: the
-    /// entry's comparators are copied into the first level), else through
-    /// the slow path. Main entries exist only while paging is on in IA-32e
-    /// mode and only for canonical pages, so this needs none of the slow
-    /// path's checks.
+    /// Translates one byte's page the first level did not answer. The
+    /// common cases run straight through here: the main table holds the
+    /// page and allows the access (a hit: the entry's comparators are
+    /// copied into the first level), or neither the main table nor the
+    /// victim cache holds it and a read-only walk finds it (a miss that
+    /// fills). Everything else (paging off or outside IA-32e mode, a
+    /// non-canonical address, a victim hit, a cached entry that denies
+    /// the access, a walk that faults or sets A/D) goes to the slow path.
+    /// Main and victim entries exist only while paging is on in IA-32e
+    /// mode and only for canonical pages, so the main-table test needs no
+    /// check before it.
     #[inline(never)]
     fn translate_l1_miss<M: pgtable::PhysMem + ?Sized>(
         &mut self,
@@ -921,27 +926,37 @@ impl<const FIRST: usize> Mmu<FIRST> {
         va: u64,
         access: Access,
     ) -> Result<PhysAddr, Error> {
-        if self.mask < FIRST {
-            // A main table no larger than the first level: every page it
-            // holds has a first-level slot of its own, so the first level
-            // misses a page the main table allows only after it was
-            // emptied; the slow path answers those from the main table.
-            return self.translate_page(mem, va, access);
-        }
         let page = va & PAGE_MASK;
         let i = self.hot_base + ((va >> 12) as usize & self.mask);
-        if let Some(m) = self.meta.get(i) {
-            if m.e.page == page {
-                let bits = self.allow_bits(&m.e);
-                if bits >> (access as u32) & 1 != 0 {
-                    let frame = m.e.frame;
-                    self.stats.hits += 1;
-                    self.l1.put(page, frame, bits);
-                    return Ok(PhysAddr::new_truncate(frame | (va & !PAGE_MASK)));
-                }
+        let Some(m) = self.meta.get(i) else {
+            return self.translate_page(mem, va, access);
+        };
+        if m.e.page == page {
+            let bits = self.allow_bits(&m.e);
+            if bits >> (access as u32) & 1 != 0 {
+                let frame = m.e.frame;
+                self.stats.hits += 1;
+                self.l1.put(page, frame, bits);
+                return Ok(PhysAddr::new_truncate(frame | (va & !PAGE_MASK)));
+            }
+            return self.translate_page(mem, va, access);
+        }
+        if self.regs.cr0 & CR0_PG == 0
+            || self.regs.efer & EFER_LMA == 0
+            || !VirtAddr::is_canonical(va)
+            || self.probe_victims(self.hot_set, page).is_some()
+        {
+            return self.translate_page(mem, va, access);
+        }
+        self.stats.misses += 1;
+        if let Some((e, bits)) = self.quick_walk(mem, va) {
+            if bits >> (access as u32) & 1 != 0 {
+                let pa = e.frame | (va & !PAGE_MASK);
+                self.install(i, e, bits, None);
+                return Ok(PhysAddr::new_truncate(pa));
             }
         }
-        self.translate_page(mem, va, access)
+        self.full_walk(mem, VirtAddr::new_truncate(va), access, None)
     }
 
     /// Translates one byte's page through the slow path: victim cache,
@@ -1019,11 +1034,24 @@ impl<const FIRST: usize> Mmu<FIRST> {
                 return Ok(PhysAddr::new_truncate(pa));
             }
         }
+        self.full_walk(mem, vaddr, access, stale_victim)
+    }
+
+    /// A miss the read-only walk did not answer: pgtable's walk (faults,
+    /// A/D set by compare-exchange) and the fill.
+    #[inline(never)]
+    fn full_walk<M: pgtable::PhysMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        vaddr: VirtAddr,
+        access: Access,
+        stale_victim: Option<usize>,
+    ) -> Result<PhysAddr, Error> {
         let cpu = self.cpu;
         let cr3 = PhysAddr::new_truncate(self.regs.cr3 & pgtable::entry::ADDR_MASK);
         match walk(mem, cr3, vaddr, access, &cpu) {
             Ok(t) => {
-                self.fill(va, &t, stale_victim);
+                self.fill(vaddr.as_u64(), &t, stale_victim);
                 Ok(t.pa)
             }
             Err(pgtable::Fault::PageFault(pf)) => Err(self.page_fault(pf)),
@@ -1119,62 +1147,59 @@ impl<const FIRST: usize> Mmu<FIRST> {
     /// caller still checks the access (and D for a write) against them and
     /// otherwise leaves the address to pgtable's walk, which produces
     /// faults and sets A/D.
-    #[inline]
+    #[inline(always)]
     fn quick_walk<M: pgtable::PhysMem + ?Sized>(
         &self,
         mem: &M,
         va: u64,
     ) -> Option<(CachedEntry, u8)> {
         use pgtable::Level;
-        use pgtable::entry::{ADDR_MASK, frame_mask, level_reserved_mask};
-        const P_A: u64 = EntryFlags::PRESENT.bits() | EntryFlags::ACCESSED.bits();
-        let mut table = self.regs.cr3 & ADDR_MASK;
-        let mut all = !0u64;
-        let mut any = 0u64;
-        // P and A are never reserved bits: one test finds either clear or
-        // a reserved bit set.
+        use pgtable::entry::ADDR_MASK;
+        const PS: u64 = EntryFlags::PS.bits();
+        // P and A are never reserved bits: one test per entry finds either
+        // clear or a reserved bit set.
         let must = P_A | self.rsvd;
-        for level in [Level::Pml4, Level::Pdpt, Level::Pd, Level::Pt] {
-            let shift = level.shift();
-            let at = table | (((va >> shift) & 511) << 3);
-            let raw = mem.read_u64(PhysAddr::new_truncate(at)).ok()?;
-            if (raw ^ P_A) & (must | level_reserved_mask(raw, level)) != 0 {
-                return None;
+        // The four levels written out, so that each step's level (its
+        // index shift and reserved bits) is a constant, as in pgtable's
+        // walk; a PML4E is never a leaf.
+        let e4 = quick_entry(mem, self.regs.cr3 & ADDR_MASK, va, Level::Pml4, must)?;
+        let e3 = quick_entry(mem, e4 & ADDR_MASK, va, Level::Pdpt, must)?;
+        // The leaf, the AND (R/W, U/S) and OR (XD) of the entries used, and
+        // the page's size minus one.
+        let (raw, all, any, size_mask) = if e3 & PS != 0 {
+            (e3, e4 & e3, e4 | e3, (1u64 << 30) - 1)
+        } else {
+            let e2 = quick_entry(mem, e3 & ADDR_MASK, va, Level::Pd, must)?;
+            if e2 & PS != 0 {
+                (e2, e4 & e3 & e2, e4 | e3 | e2, (1u64 << 21) - 1)
+            } else {
+                let e1 = quick_entry(mem, e2 & ADDR_MASK, va, Level::Pt, must)?;
+                (e1, e4 & e3 & e2 & e1, e4 | e3 | e2 | e1, PAGE_SIZE - 1)
             }
-            all &= raw;
-            any |= raw;
-            let leaf = match level {
-                Level::Pt => true,
-                Level::Pd | Level::Pdpt => raw & EntryFlags::PS.bits() != 0,
-                Level::Pml4 => false,
-            };
-            if leaf {
-                let size_mask = (1u64 << shift) - 1;
-                let frame = ((raw & frame_mask(raw, level)) | (va & size_mask)) & PAGE_MASK;
-                let nx = self.policy.nxe && any & EntryFlags::NX.bits() != 0;
-                let user = all & EntryFlags::USER.bits() != 0;
-                let pkey = pgtable::entry::pkey(raw);
-                // allow_bits' key straight from the bits: R/W (bit 1) and
-                // U/S (bit 2) ANDed, XD ORed, the leaf's D (bit 6).
-                let key = ((all >> 1) & 3) as usize
-                    | usize::from(nx) << 2
-                    | (((raw >> 6) & 1) as usize) << 3;
-                let e = CachedEntry {
-                    page: va & PAGE_MASK,
-                    frame,
-                    size_mask,
-                    global: self.regs.cr4 & CR4_PGE != 0 && raw & EntryFlags::GLOBAL.bits() != 0,
-                    writable: all & EntryFlags::WRITABLE.bits() != 0,
-                    user,
-                    nx,
-                    dirty: raw & EntryFlags::DIRTY.bits() != 0,
-                    pkey,
-                };
-                return Some((e, self.allow_key(key, user, pkey)));
-            }
-            table = raw & ADDR_MASK;
-        }
-        None
+        };
+        // pgtable's frame_mask: the address bits above the page offset
+        // (the large pages' bits below their size are reserved, checked
+        // above, except a large leaf's PAT bit 12, masked here).
+        let frame = ((raw & ADDR_MASK & !size_mask) | (va & size_mask)) & PAGE_MASK;
+        let nx = self.policy.nxe && any & EntryFlags::NX.bits() != 0;
+        let user = all & EntryFlags::USER.bits() != 0;
+        let pkey = pgtable::entry::pkey(raw);
+        // allow_bits' key straight from the bits: R/W (bit 1) and U/S (bit
+        // 2) ANDed, XD ORed, the leaf's D (bit 6).
+        let key =
+            ((all >> 1) & 3) as usize | usize::from(nx) << 2 | (((raw >> 6) & 1) as usize) << 3;
+        let e = CachedEntry {
+            page: va & PAGE_MASK,
+            frame,
+            size_mask,
+            global: self.regs.cr4 & CR4_PGE != 0 && raw & EntryFlags::GLOBAL.bits() != 0,
+            writable: all & EntryFlags::WRITABLE.bits() != 0,
+            user,
+            nx,
+            dirty: raw & EntryFlags::DIRTY.bits() != 0,
+            pkey,
+        };
+        Some((e, self.allow_key(key, user, pkey)))
     }
 
     /// Puts `e` in main slot `i` (the current set's slot for its page) and
@@ -1659,4 +1684,27 @@ fn policy_of(r: &Regs) -> Policy {
         pke: r.cr4 & CR4_PKE != 0,
         pkru: r.pkru,
     }
+}
+
+/// Present and Accessed: what the read-only walk requires of every entry.
+const P_A: u64 = EntryFlags::PRESENT.bits() | EntryFlags::ACCESSED.bits();
+
+/// One step of the read-only walk: the entry for `va` at `level` in the
+/// table at `table`, if it is present, accessed and free of reserved bits
+/// (`must` is P | A | the CPU's reserved bits). Always inlined with a
+/// constant level.
+#[inline(always)]
+fn quick_entry<M: pgtable::PhysMem + ?Sized>(
+    mem: &M,
+    table: u64,
+    va: u64,
+    level: pgtable::Level,
+    must: u64,
+) -> Option<u64> {
+    let at = table | (((va >> level.shift()) & 511) << 3);
+    let raw = mem.read_u64(PhysAddr::new_truncate(at)).ok()?;
+    if (raw ^ P_A) & (must | pgtable::entry::level_reserved_mask(raw, level)) != 0 {
+        return None;
+    }
+    Some(raw)
 }
