@@ -278,21 +278,25 @@ impl Machine {
         Ok(near)
     }
 
-    /// `anon_vma_prepare` for a fault in `vma`: an rmap oops if it hit one.
+    /// `anon_vma_prepare` for a fault in `vma`: where the fault's new page
+    /// goes (rmap's [`rmap::NewAnonTarget`], so that page_add_new_anon_rmap
+    /// need not look the VMA up again), or the rmap oops it hit.
     /// Like Linux, the neighbours are looked for only when the VMA has no
     /// anon_vma yet (`__anon_vma_prepare`); with one, rmap ignores them.
     #[inline(always)]
-    fn fault_anon_vma_prepare(&mut self, vma: &Vma) -> Result<Option<rmap::Oops>, MmError> {
-        let own = self.rmap.vma(vma.id).ok().and_then(|r| r.anon_vma);
+    fn fault_anon_vma_prepare(
+        &mut self,
+        vma: &Vma,
+    ) -> Result<Result<rmap::NewAnonTarget, rmap::Oops>, MmError> {
         // anon_vma_prepare's own fast path, without looking the VMA up a
         // second time: an anon_vma that is live is the answer. Anything
         // else goes through anon_vma_prepare, which reports it. Only this
         // test is inlined into the fault paths (every fault but a VMA's
         // first takes it); the rest is out of line.
-        if own.is_some_and(|h| self.rmap.is_live(h)) {
-            return Ok(None);
+        if let Some(t) = self.rmap.new_anon_target(vma.id) {
+            return Ok(Ok(t));
         }
-        self.fault_anon_vma_prepare_slow(vma, own)
+        self.fault_anon_vma_prepare_slow(vma)
     }
 
     /// `fault_anon_vma_prepare` when the VMA has no live anon_vma.
@@ -300,16 +304,22 @@ impl Machine {
     fn fault_anon_vma_prepare_slow(
         &mut self,
         vma: &Vma,
-        own: Option<rmap::AnonVmaHandle>,
-    ) -> Result<Option<rmap::Oops>, MmError> {
+    ) -> Result<Result<rmap::NewAnonTarget, rmap::Oops>, MmError> {
+        let own = self.rmap.vma(vma.id).ok().and_then(|r| r.anon_vma);
         let near = if own.is_some() {
             Neighbours { ids: [vma.id; 2], len: 0 }
         } else {
             self.mergeable_neighbours(vma)?
         };
         match rmap_res(self.rmap.anon_vma_prepare(vma.id, near.as_slice()))? {
-            RmapResult::Oops(o) => Ok(Some(o)),
-            RmapResult::Ok(_) => Ok(None),
+            RmapResult::Oops(o) => Ok(Err(o)),
+            RmapResult::Ok(_) => match self.rmap.new_anon_target(vma.id) {
+                Some(t) => Ok(Ok(t)),
+                None => Err(MmError::bug(
+                    "anon_vma_prepare",
+                    format!("VMA {:?} has no live anon_vma after it", vma.id),
+                )),
+            },
         }
     }
 
@@ -330,9 +340,10 @@ impl Machine {
             }
             return Ok(Handled::Done(()));
         }
-        if let Some(o) = self.fault_anon_vma_prepare(vma)? {
-            return Ok(Handled::Oops(Box::new(self.oops(&o, None))));
-        }
+        let target = match self.fault_anon_vma_prepare(vma)? {
+            Ok(t) => t,
+            Err(o) => return Ok(Handled::Oops(Box::new(self.oops(&o, None)))),
+        };
         let (page, next) = self.alloc_frame_and_next("do_anonymous_page", &[])?;
         // The frame the next allocation hands out starts coming into the
         // cache now, while this fault and the work up to the next one run:
@@ -354,7 +365,7 @@ impl Machine {
             // cannot, but keep Linux's check): drop our page.
             return self.put_page(page).map(Handled::Done);
         }
-        self.rmap.page_add_new_anon_rmap(self.pages.get_mut(page)?, vma.id, addr)?;
+        self.rmap.page_add_new_anon_rmap_to(self.pages.get_mut(page)?, &target, addr)?;
         self.lru_add_new(page)?;
         self.write_slot(slot, entry)?;
         Ok(Handled::Done(()))
@@ -448,9 +459,10 @@ impl Machine {
         orig: u64,
         old: Option<Pfn>,
     ) -> Result<FaultOutcome, MmError> {
-        if let Some(o) = self.fault_anon_vma_prepare(vma)? {
-            return Ok(Handled::Oops(Box::new(self.oops(&o, old))));
-        }
+        let target = match self.fault_anon_vma_prepare(vma)? {
+            Ok(t) => t,
+            Err(o) => return Ok(Handled::Oops(Box::new(self.oops(&o, old)))),
+        };
         let (new, next) = self.alloc_frame_and_next("wp_page_copy", old.as_slice())?;
         // As in do_anonymous_page: the next copy's destination starts
         // coming into the cache (its source, the next page written, is
@@ -476,7 +488,7 @@ impl Machine {
         // then the old page loses this mapping and its reference.
         self.write_slot(slot, 0)?;
         self.flush_tlb_vma_page(vma.id, addr);
-        self.rmap.page_add_new_anon_rmap(self.pages.get_mut(new)?, vma.id, addr)?;
+        self.rmap.page_add_new_anon_rmap_to(self.pages.get_mut(new)?, &target, addr)?;
         self.lru_add_new(new)?;
         self.write_slot(slot, entry)?;
         if let Some(o) = old {

@@ -101,6 +101,8 @@ impl VmaRange {
     }
 
     /// linear_page_index: the page offset of `address`, if inside the VMA.
+    /// Inlinable: every fault that maps a page computes it.
+    #[inline]
     pub fn linear_page_index(&self, address: u64) -> Option<u64> {
         (self.start..self.end())
             .contains(&address)

@@ -42,5 +42,6 @@ pub use era::{
 };
 pub use error::{Oops, OopsKind, RmapError};
 pub use handle::AnonVmaHandle;
+pub use page_rmap::NewAnonTarget;
 pub use rmap::Rmap;
 pub use walk::RmapHit;

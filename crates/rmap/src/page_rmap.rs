@@ -14,6 +14,15 @@ use crate::error::RmapError;
 use crate::handle::AnonVmaHandle;
 use crate::rmap::Rmap;
 
+/// A VMA's placement and live anon_vma, as [`Rmap::new_anon_target`]
+/// found them: where a fault's new page goes.
+#[derive(Clone, Copy, Debug)]
+pub struct NewAnonTarget {
+    vma: VmaId,
+    range: crate::anon_vma::VmaRange,
+    own: AnonVmaHandle,
+}
+
 impl Rmap {
     /// The anon_vma __page_set_anon_rmap would pick for a page mapped at
     /// `vma`, `exclusive` meaning the page belongs to that VMA alone.
@@ -70,13 +79,6 @@ impl Rmap {
         Ok(())
     }
 
-    fn page_index(&self, vma: VmaId, address: u64) -> Result<u64, RmapError> {
-        match self.vma(vma)?.range.linear_page_index(address) {
-            Some(index) => Ok(index),
-            None => Err(RmapError::AddressOutsideVma { vma, address }),
-        }
-    }
-
     /// page_add_new_anon_rmap: a brand-new page (do_anonymous_page, COW
     /// copy) gets its first mapping. The page is the VMA's alone, so in
     /// every era except the seed's patch alone it goes to the VMA's own
@@ -89,6 +91,51 @@ impl Rmap {
         address: u64,
     ) -> Result<(), RmapError> {
         self.set_anon_rmap(page, vma, address, true)?;
+        page.mapcount = 1;
+        page.flags |= PageFlags::SWAPBACKED;
+        if self.semantics().anon_exclusive {
+            page.flags |= PageFlags::ANON_EXCLUSIVE;
+        }
+        Ok(())
+    }
+
+    /// What page_add_new_anon_rmap reads of `vma`'s record, taken once by
+    /// a fault path together with anon_vma_prepare's "the VMA has a live
+    /// anon_vma" test (`None` when it has none yet): the fault then maps
+    /// its new page with [`Self::page_add_new_anon_rmap_to`] without
+    /// looking the VMA up a second time. Valid while the VMA's placement
+    /// and anon_vma stay as they are (a fault's allocation, and the
+    /// shrinker under it, change neither).
+    #[inline]
+    pub fn new_anon_target(&self, vma: VmaId) -> Option<NewAnonTarget> {
+        let rec = self.vma(vma).ok()?;
+        let own = rec.anon_vma?;
+        if !self.is_live(own) {
+            return None;
+        }
+        Some(NewAnonTarget { vma, range: rec.range, own })
+    }
+
+    /// [`Self::page_add_new_anon_rmap`] for a target taken by
+    /// [`Self::new_anon_target`]: the same mapping, index, mapcount and
+    /// flags. In the one era whose first mapping does not go to the VMA's
+    /// own anon_vma (the seed's patch alone: the chain's last link), the
+    /// full path runs.
+    #[inline(always)]
+    pub fn page_add_new_anon_rmap_to(
+        &self,
+        page: &mut PageDesc,
+        t: &NewAnonTarget,
+        address: u64,
+    ) -> Result<(), RmapError> {
+        if self.semantics().first_map == FirstMapAnonVma::LastLink {
+            return self.page_add_new_anon_rmap(page, t.vma, address);
+        }
+        let Some(index) = t.range.linear_page_index(address) else {
+            return Err(RmapError::AddressOutsideVma { vma: t.vma, address });
+        };
+        page.mapping = t.own.to_mapping();
+        page.index = index;
         page.mapcount = 1;
         page.flags |= PageFlags::SWAPBACKED;
         if self.semantics().anon_exclusive {
@@ -113,8 +160,13 @@ impl Rmap {
     ) -> Result<(), RmapError> {
         let sem = self.semantics();
         let exclusive = exclusive && sem.add_anon_exclusive_arg;
-        let index = self.page_index(vma, address)?;
-        if self.vma(vma)?.anon_vma.is_none() {
+        // One lookup of the VMA for the index, the anon_vma test and the
+        // first mapping's pick: this runs on every swap-in.
+        let rec = self.vma(vma)?;
+        let Some(index) = rec.range.linear_page_index(address) else {
+            return Err(RmapError::AddressOutsideVma { vma, address });
+        };
+        if rec.anon_vma.is_none() {
             return Err(RmapError::NoAnonVma(vma));
         }
         let first = page.mapcount == 0;
@@ -123,7 +175,7 @@ impl Rmap {
         };
         page.mapcount = mapcount;
         if first && (sem.rewrite_anon_mapping || !page.is_anon()) {
-            let h = self.anon_vma_for_new_mapping(vma, exclusive)?;
+            let h = self.anon_vma_for(rec, vma, exclusive)?;
             page.mapping = h.to_mapping();
             page.index = index;
         }

@@ -32,6 +32,31 @@ fn brand_new_page_goes_to_the_faulting_vmas_anon_vma() {
     }
 }
 
+#[test]
+fn the_fault_paths_target_maps_exactly_like_page_add_new_anon_rmap() {
+    // The fault paths take the VMA's record once (new_anon_target) and map
+    // with it: same mapping, index, mapcount and flags as the full call,
+    // in every era (the seed's goes to the chain's last link, not the
+    // VMA's own anon_vma), and the same error outside the VMA.
+    for era in [Era::V2_6_33, Era::V2_6_34Rc3, Era::Seed, Era::V2_6_34, Era::V2_6_36, Era::V6_18] {
+        let mut r = with_a(era);
+        r.anon_vma_fork(VmaId(2), VmaId(1)).expect("fork");
+        let mut full = PageDesc::default();
+        r.page_add_new_anon_rmap(&mut full, VmaId(2), ADDR).expect("map");
+        let t = r.new_anon_target(VmaId(2)).expect("B has a live anon_vma");
+        let mut fast = PageDesc::default();
+        r.page_add_new_anon_rmap_to(&mut fast, &t, ADDR).expect("map");
+        assert_eq!(fast, full, "era {era}");
+        assert_eq!(mapping_name(&r, &fast), mapping_name(&r, &full), "era {era}");
+        let outside = r.page_add_new_anon_rmap_to(&mut fast, &t, 0x10_0000_0000);
+        assert!(matches!(outside, Err(RmapError::AddressOutsideVma { .. })), "era {era}");
+    }
+    // A VMA without an anon_vma (or unknown) has no target.
+    let r = with_a(Era::V6_18);
+    assert!(r.new_anon_target(VmaId(2)).is_none());
+    assert!(r.new_anon_target(VmaId(99)).is_none());
+}
+
 /// A maps a page, forks B, the page is unmapped everywhere (swapped out,
 /// kept in the swap cache with its mapping), and B faults it in first.
 fn swapin_of_cached_page(era: Era, exclusive: bool) -> (String, PageDesc) {
