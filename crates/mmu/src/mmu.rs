@@ -407,23 +407,70 @@ impl<const N: usize> L1<N> {
     }
 }
 
-/// The cold half of a slot: the SDM's entry, empty when its page is
-/// `INVALID_TAG` (no page address is odd).
+/// The cold half of a slot: the SDM's entry ([`CachedEntry`]) packed in
+/// four words, empty when its page is `INVALID_TAG` (no page address is
+/// odd). A fill writes the attributes as one word taken from the entries'
+/// bits instead of six separate fields.
 #[derive(Clone, Copy, Debug)]
 struct Meta {
-    e: CachedEntry,
+    page: u64,
+    frame: u64,
+    size_mask: u64,
+    /// The fill table's key (W | U<<1 | XD<<2 | D<<3), G << 4, and the
+    /// protection key << 8.
+    attrs: u64,
 }
+
+const A_W: u64 = 1;
+const A_U: u64 = 2;
+const A_NX: u64 = 4;
+const A_D: u64 = 8;
+const A_G: u64 = 16;
+const A_PKEY_SHIFT: u32 = 8;
 
 impl Default for Meta {
     fn default() -> Self {
-        Self { e: CachedEntry { page: INVALID_TAG, ..CachedEntry::default() } }
+        Self { page: INVALID_TAG, frame: 0, size_mask: 0, attrs: 0 }
     }
 }
 
 impl Meta {
     #[inline]
     fn valid(&self) -> bool {
-        self.e.page != INVALID_TAG
+        self.page != INVALID_TAG
+    }
+
+    #[inline]
+    fn global(&self) -> bool {
+        self.attrs & A_G != 0
+    }
+
+    fn of(e: &CachedEntry) -> Self {
+        Self {
+            page: e.page,
+            frame: e.frame,
+            size_mask: e.size_mask,
+            attrs: u64::from(e.writable)
+                | u64::from(e.user) << 1
+                | u64::from(e.nx) << 2
+                | u64::from(e.dirty) << 3
+                | u64::from(e.global) << 4
+                | u64::from(e.pkey & 15) << A_PKEY_SHIFT,
+        }
+    }
+
+    fn entry(&self) -> CachedEntry {
+        CachedEntry {
+            page: self.page,
+            frame: self.frame,
+            size_mask: self.size_mask,
+            global: self.attrs & A_G != 0,
+            writable: self.attrs & A_W != 0,
+            user: self.attrs & A_U != 0,
+            nx: self.attrs & A_NX != 0,
+            dirty: self.attrs & A_D != 0,
+            pkey: (self.attrs >> A_PKEY_SHIFT) as u8 & 15,
+        }
     }
 }
 
@@ -604,6 +651,10 @@ pub struct Mmu<const FIRST: usize = L1_SLOTS> {
     cpu: CpuState,
     /// Reserved bits of every entry under MAXPHYADDR and EFER.NXE.
     rsvd: u64,
+    /// XD (bit 63) when EFER.NXE=1, else 0; G (bit 8) when CR4.PGE=1,
+    /// else 0: the fill's masks for those bits.
+    nx_mask: u64,
+    g_mask: u64,
     /// Virtual range [lo, hi) covering every cached large-page entry.
     large_lo: u64,
     large_hi: u64,
@@ -683,6 +734,8 @@ impl<const FIRST: usize> Mmu<FIRST> {
             mode: Mode::Supervisor,
             cpu: CpuState::default(),
             rsvd: 0,
+            nx_mask: 0,
+            g_mask: 0,
             policy: Policy { wp: false, nxe: false, smep: false, pke: false, pkru: 0 },
             large_lo: u64::MAX,
             large_hi: 0,
@@ -931,10 +984,10 @@ impl<const FIRST: usize> Mmu<FIRST> {
         let Some(m) = self.meta.get(i) else {
             return self.translate_page(mem, va, access);
         };
-        if m.e.page == page {
-            let bits = self.allow_bits(&m.e);
+        if m.page == page {
+            let bits = self.allow_attrs(m.attrs);
             if bits >> (access as u32) & 1 != 0 {
-                let frame = m.e.frame;
+                let frame = m.frame;
                 self.stats.hits += 1;
                 self.l1.put(page, frame, bits);
                 return Ok(PhysAddr::new_truncate(frame | (va & !PAGE_MASK)));
@@ -983,13 +1036,13 @@ impl<const FIRST: usize> Mmu<FIRST> {
             VirtAddr::new(va).map_err(|_| Error::GeneralProtection(GpCause::NonCanonical(va)))?;
         let page = va & PAGE_MASK;
         let i = self.hot_base + ((va >> 12) as usize & self.mask);
-        let found = if self.meta[i].e.page == page {
+        let found = if self.meta[i].page == page {
             Some((false, i))
         } else {
             self.probe_victims(self.hot_set, page).map(|j| (true, j))
         };
         if let Some((victim, j)) = found {
-            let e = if victim { self.vmeta[j].e } else { self.meta[j].e };
+            let e = if victim { self.vmeta[j].entry() } else { self.meta[j].entry() };
             match self.decide(&e, access) {
                 Decision::Allow => {
                     if victim {
@@ -997,7 +1050,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
                         core::mem::swap(&mut self.meta[i], &mut self.vmeta[j]);
                         if self.vmeta[j].valid() {
                             // Out of the main table: no first-level copy.
-                            let out = self.vmeta[j].e.page;
+                            let out = self.vmeta[j].page;
                             self.vpage[j] = out;
                             self.l1.forget(out);
                         } else {
@@ -1112,6 +1165,16 @@ impl<const FIRST: usize> Mmu<FIRST> {
         self.allow_key(key, e.user, e.pkey)
     }
 
+    /// [`Self::allow_bits`] from a packed entry's attributes.
+    #[inline(always)]
+    fn allow_attrs(&self, attrs: u64) -> u8 {
+        let bits = self.allow_now[(attrs & 15) as usize];
+        // PKRU's denials apply to user pages only.
+        let deny = self.pk_deny_now[(attrs >> A_PKEY_SHIFT) as usize & 15];
+        let user = (((attrs & A_U) >> 1) as u8).wrapping_neg();
+        bits & !(deny & user)
+    }
+
     /// [`Self::allow_bits`] from the fill table's key (W | U<<1 | XD<<2 |
     /// D<<3), U/S and the protection key.
     #[inline]
@@ -1137,7 +1200,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
         };
         let bits = self.allow_bits(&e);
         let i = self.hot_base + ((va >> 12) as usize & self.mask);
-        self.install(i, e, bits, stale_victim);
+        self.install(i, Meta::of(&e), bits, stale_victim);
     }
 
     /// A read-only walk that succeeds only when the walk would write
@@ -1148,11 +1211,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
     /// otherwise leaves the address to pgtable's walk, which produces
     /// faults and sets A/D.
     #[inline(always)]
-    fn quick_walk<M: pgtable::PhysMem + ?Sized>(
-        &self,
-        mem: &M,
-        va: u64,
-    ) -> Option<(CachedEntry, u8)> {
+    fn quick_walk<M: pgtable::PhysMem + ?Sized>(&self, mem: &M, va: u64) -> Option<(Meta, u8)> {
         use pgtable::Level;
         use pgtable::entry::ADDR_MASK;
         const PS: u64 = EntryFlags::PS.bits();
@@ -1161,45 +1220,42 @@ impl<const FIRST: usize> Mmu<FIRST> {
         let must = P_A | self.rsvd;
         // The four levels written out, so that each step's level (its
         // index shift and reserved bits) is a constant, as in pgtable's
-        // walk; a PML4E is never a leaf.
+        // walk; a PML4E is never a leaf. `all` ANDs the entries used (R/W,
+        // U/S), `any` ORs them (XD).
         let e4 = quick_entry(mem, self.regs.cr3 & ADDR_MASK, va, Level::Pml4, must)?;
         let e3 = quick_entry(mem, e4 & ADDR_MASK, va, Level::Pdpt, must)?;
-        // The leaf, the AND (R/W, U/S) and OR (XD) of the entries used, and
-        // the page's size minus one.
-        let (raw, all, any, size_mask) = if e3 & PS != 0 {
-            (e3, e4 & e3, e4 | e3, (1u64 << 30) - 1)
+        let (mut all, mut any) = (e4 & e3, e4 | e3);
+        // The leaf and the page's size minus one.
+        let (raw, size_mask) = if e3 & PS != 0 {
+            (e3, (1u64 << 30) - 1)
         } else {
             let e2 = quick_entry(mem, e3 & ADDR_MASK, va, Level::Pd, must)?;
+            all &= e2;
+            any |= e2;
             if e2 & PS != 0 {
-                (e2, e4 & e3 & e2, e4 | e3 | e2, (1u64 << 21) - 1)
+                (e2, (1u64 << 21) - 1)
             } else {
                 let e1 = quick_entry(mem, e2 & ADDR_MASK, va, Level::Pt, must)?;
-                (e1, e4 & e3 & e2 & e1, e4 | e3 | e2 | e1, PAGE_SIZE - 1)
+                all &= e1;
+                any |= e1;
+                (e1, PAGE_SIZE - 1)
             }
         };
         // pgtable's frame_mask: the address bits above the page offset
         // (the large pages' bits below their size are reserved, checked
         // above, except a large leaf's PAT bit 12, masked here).
         let frame = ((raw & ADDR_MASK & !size_mask) | (va & size_mask)) & PAGE_MASK;
-        let nx = self.policy.nxe && any & EntryFlags::NX.bits() != 0;
-        let user = all & EntryFlags::USER.bits() != 0;
-        let pkey = pgtable::entry::pkey(raw);
-        // allow_bits' key straight from the bits: R/W (bit 1) and U/S (bit
-        // 2) ANDed, XD ORed, the leaf's D (bit 6).
-        let key =
-            ((all >> 1) & 3) as usize | usize::from(nx) << 2 | (((raw >> 6) & 1) as usize) << 3;
-        let e = CachedEntry {
-            page: va & PAGE_MASK,
-            frame,
-            size_mask,
-            global: self.regs.cr4 & CR4_PGE != 0 && raw & EntryFlags::GLOBAL.bits() != 0,
-            writable: all & EntryFlags::WRITABLE.bits() != 0,
-            user,
-            nx,
-            dirty: raw & EntryFlags::DIRTY.bits() != 0,
-            pkey,
-        };
-        Some((e, self.allow_key(key, user, pkey)))
+        // The packed attributes straight from the bits: R/W (bit 1) and U/S
+        // (bit 2) ANDed, XD (bit 63, with EFER.NXE) ORed, the leaf's D (bit
+        // 6), its G (bit 8, with CR4.PGE) and its protection key (bits
+        // 62:59).
+        let attrs = ((all >> 1) & (A_W | A_U))
+            | ((any & self.nx_mask) >> 61)
+            | ((raw >> 3) & A_D)
+            | ((raw & self.g_mask) >> 4)
+            | ((raw >> 59) & 15) << A_PKEY_SHIFT;
+        let m = Meta { page: va & PAGE_MASK, frame, size_mask, attrs };
+        Some((m, self.allow_attrs(attrs)))
     }
 
     /// Puts `e` in main slot `i` (the current set's slot for its page) and
@@ -1208,7 +1264,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
     // Always: left to itself, LLVM stops inlining it into the miss path
     // once `Mmu` is generic, which costs a miss about 14 instructions.
     #[inline(always)]
-    fn install(&mut self, i: usize, e: CachedEntry, bits: u8, stale_victim: Option<usize>) {
+    fn install(&mut self, i: usize, e: Meta, bits: u8, stale_victim: Option<usize>) {
         let page = e.page;
         let size_mask = e.size_mask;
         let set = self.hot_set;
@@ -1217,7 +1273,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
             self.drop_victim(j);
         }
         debug_assert_eq!(i, self.hot_base + ((page >> 12) as usize & self.mask));
-        let old = self.meta[i].e.page;
+        let old = self.meta[i].page;
         if old != INVALID_TAG && old != page {
             let k = usize::from(self.vnext[set]);
             self.vnext[set] = ((k + 1) % VICTIMS) as u8;
@@ -1231,7 +1287,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
                 self.l1.forget(old);
             }
         }
-        self.meta[i] = Meta { e };
+        self.meta[i] = e;
         self.l1.put(page, e.frame, bits);
         if size_mask > PAGE_SIZE - 1 {
             let lo = page & !size_mask;
@@ -1280,6 +1336,8 @@ impl<const FIRST: usize> Mmu<FIRST> {
         self.pk_deny_now = self.pk_deny[self.mode as usize];
         self.cpu = self.cpu_state();
         self.rsvd = pgtable::entry::cpu_reserved_mask(self.config.maxphyaddr, self.policy.nxe);
+        self.nx_mask = if self.policy.nxe { EntryFlags::NX.bits() } else { 0 };
+        self.g_mask = if self.regs.cr4 & CR4_PGE != 0 { EntryFlags::GLOBAL.bits() } else { 0 };
     }
 
     // ----- invalidation primitives ------------------------------------
@@ -1287,8 +1345,8 @@ impl<const FIRST: usize> Mmu<FIRST> {
     /// Drops main slot `i` (`set * entries + slot`) and its first-level
     /// copy, wherever that set's first level is.
     fn drop_main(&mut self, i: usize) {
-        let page = self.meta[i].e.page;
-        self.meta[i].e.page = INVALID_TAG;
+        let page = self.meta[i].page;
+        self.meta[i].page = INVALID_TAG;
         let set = i >> self.entries.trailing_zeros();
         #[cfg(feature = "fault-injection")]
         if self.bug == Bug::FirstLevelOutlivesEntry {
@@ -1302,7 +1360,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
     }
 
     fn drop_victim(&mut self, j: usize) {
-        self.vmeta[j].e.page = INVALID_TAG;
+        self.vmeta[j].page = INVALID_TAG;
         self.vpage[j] = INVALID_TAG;
     }
 
@@ -1338,18 +1396,18 @@ impl<const FIRST: usize> Mmu<FIRST> {
             for mode in 0..MODES {
                 let set = c * MODES + mode;
                 let i = set * self.entries + slot;
-                if self.meta[i].valid() && hit(&self.meta[i].e, self) {
+                if self.meta[i].valid() && hit(&self.meta[i].entry(), self) {
                     self.drop_main(i);
                 }
                 for j in set * VICTIMS..(set + 1) * VICTIMS {
-                    if self.vmeta[j].valid() && hit(&self.vmeta[j].e, self) {
+                    if self.vmeta[j].valid() && hit(&self.vmeta[j].entry(), self) {
                         self.drop_victim(j);
                     }
                 }
                 if in_large {
                     for i in set * self.entries..(set + 1) * self.entries {
                         let m = &self.meta[i];
-                        if m.valid() && m.e.size_mask > PAGE_SIZE - 1 && hit(&m.e, self) {
+                        if m.valid() && m.size_mask > PAGE_SIZE - 1 && hit(&m.entry(), self) {
                             self.drop_main(i);
                         }
                     }
@@ -1362,12 +1420,12 @@ impl<const FIRST: usize> Mmu<FIRST> {
     fn flush_ctx(&mut self, c: usize, keep_global: bool) {
         for set in c * MODES..(c + 1) * MODES {
             for i in set * self.entries..(set + 1) * self.entries {
-                if self.meta[i].valid() && !(keep_global && self.meta[i].e.global) {
+                if self.meta[i].valid() && !(keep_global && self.meta[i].global()) {
                     self.drop_main(i);
                 }
             }
             for j in set * VICTIMS..(set + 1) * VICTIMS {
-                if self.vmeta[j].valid() && !(keep_global && self.vmeta[j].e.global) {
+                if self.vmeta[j].valid() && !(keep_global && self.vmeta[j].global()) {
                     self.drop_victim(j);
                 }
             }
@@ -1659,10 +1717,10 @@ impl<const FIRST: usize> Mmu<FIRST> {
         let page = va & PAGE_MASK;
         let set = self.set(self.cur_ctx, self.mode);
         let i = set * self.entries + ((va >> 12) as usize & self.mask);
-        if self.meta[i].e.page == page {
-            return Some(self.meta[i].e);
+        if self.meta[i].page == page {
+            return Some(self.meta[i].entry());
         }
-        self.probe_victims(set, page).map(|j| self.vmeta[j].e)
+        self.probe_victims(set, page).map(|j| self.vmeta[j].entry())
     }
 
     /// Number of valid entries over every table and victim cache.
