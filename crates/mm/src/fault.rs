@@ -422,9 +422,11 @@ impl Machine {
             Some(Pfn((orig & pgtable::entry::ADDR_MASK) >> 12))
         };
         if let Some(old) = old {
-            if self.pages.get(old)?.is_anon() {
+            // One read of the descriptor for both tests.
+            let d = self.pages.get(old)?;
+            let excl = d.flags.contains(PageFlags::ANON_EXCLUSIVE);
+            if d.is_anon() {
                 let reuse = if self.sem.anon_exclusive {
-                    let excl = self.pages.get(old)?.flags.contains(PageFlags::ANON_EXCLUSIVE);
                     excl || self.wp_can_reuse_anon_folio(vma, old)?
                 } else {
                     let r = self.reuse_swap_page(old)?;

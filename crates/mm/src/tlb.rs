@@ -75,11 +75,18 @@ impl Machine {
         }
     }
 
-    /// `flush_tlb_page` for the page at `addr` of the VMA `vma`.
+    /// `flush_tlb_page` for the page at `addr` of the VMA `vma`. The
+    /// "not tracked" test is inlined (every COW fault flushes); the
+    /// recording is out of line.
+    #[inline(always)]
     pub(crate) fn flush_tlb_vma_page(&mut self, vma: rmap::VmaId, addr: u64) {
-        if self.tlb_flushes.is_none() {
-            return;
+        if self.tlb_flushes.is_some() {
+            self.flush_tlb_vma_page_tracked(vma, addr);
         }
+    }
+
+    #[inline(never)]
+    fn flush_tlb_vma_page_tracked(&mut self, vma: rmap::VmaId, addr: u64) {
         if let Some(&pid) = self.vma_owner.get(&vma) {
             self.flush_tlb_range(pid, addr, addr + 4096);
         }

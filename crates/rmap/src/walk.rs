@@ -42,13 +42,13 @@ impl Rmap {
         let h = AnonVmaHandle::from_mapping(page.mapping)?;
         let av = self.lookup(h, "rmap_walk")?;
         let index = page.index;
-        let upper = LinkKey {
-            pgoff_start: index,
-            pgoff_last: u64::MAX,
-            vma: VmaId(u64::MAX),
-            avc: crate::AvcId(u64::MAX),
-        };
-        for key in av.links.range(..=upper).filter(|k| k.pgoff_last >= index) {
+        // The links are ordered by first page offset, so the ones that
+        // start at or below `index` are a prefix of the set: walked from
+        // the first link and stopped at the first that starts above, with
+        // no search for either edge (a range over the four-word keys cost
+        // more than the rest of the walk).
+        let starts_by_index = |k: &&LinkKey| k.pgoff_start <= index;
+        for key in av.links.iter().take_while(starts_by_index).filter(|k| k.pgoff_last >= index) {
             let range = self.vma(key.vma)?.range;
             if let Some(address) = range.address_of(index) {
                 hits.push(RmapHit { vma: key.vma, address });
