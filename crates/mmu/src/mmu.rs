@@ -386,11 +386,12 @@ impl<const N: usize> L1<N> {
     fn put(&mut self, page: u64, frame: u64, bits: u8) {
         let vpn = page >> 12;
         let s = vpn as usize % N;
-        // vpn where the bit is set, vpn | !0 = NO_VPN where it is clear.
-        let tag = |k: u32| vpn | u64::from(bits >> k & 1 == 0).wrapping_neg();
-        self.tag[0][s] = tag(0);
-        self.tag[1][s] = tag(1);
-        self.tag[2][s] = tag(2);
+        // vpn where the bit is set, vpn | !0 = NO_VPN where it is clear:
+        // the three masks come from one table row.
+        let m = &TAG_MASKS[usize::from(bits & 7)];
+        self.tag[0][s] = vpn | m[0];
+        self.tag[1][s] = vpn | m[1];
+        self.tag[2][s] = vpn | m[2];
         self.frame[s] = PhysAddr::new_truncate(frame);
     }
 
@@ -406,6 +407,39 @@ impl<const N: usize> L1<N> {
         }
     }
 }
+
+/// One (context, mode)'s victim cache: the page of each slot
+/// (`INVALID_TAG` when empty; the probe reads this one cache line), its
+/// entry, and the slot the next eviction replaces.
+#[derive(Clone, Debug)]
+struct Victims {
+    page: [u64; VICTIMS],
+    meta: [Meta; VICTIMS],
+    next: u8,
+}
+
+impl Default for Victims {
+    fn default() -> Self {
+        Self { page: [INVALID_TAG; VICTIMS], meta: [Meta::default(); VICTIMS], next: 0 }
+    }
+}
+
+/// Per set of allowed accesses (bit 0 read, 1 write, 2 fetch), what a
+/// first-level comparator ORs into the page number: 0 for an allowed
+/// access, `!0` (making it [`NO_VPN`]) for one that is not.
+const TAG_MASKS: [[u64; 3]; 8] = {
+    let mut t = [[0u64; 3]; 8];
+    let mut b = 0;
+    while b < 8 {
+        let mut k = 0;
+        while k < 3 {
+            t[b][k] = if b >> k & 1 == 0 { !0 } else { 0 };
+            k += 1;
+        }
+        b += 1;
+    }
+    t
+};
 
 /// The cold half of a slot: the SDM's entry ([`CachedEntry`]) packed in
 /// four words, empty when its page is `INVALID_TAG` (no page address is
@@ -627,11 +661,9 @@ pub struct Mmu<const FIRST: usize = L1_SLOTS> {
 
     /// The main tables, `entries` slots per (context, mode).
     meta: Vec<Meta>,
-    vmeta: Vec<Meta>,
-    /// The page of each victim slot (`INVALID_TAG` when empty): the probe
-    /// reads one cache line per set.
-    vpage: Vec<u64>,
-    vnext: Vec<u8>,
+    /// The victim cache, one per (context, mode); slot `j` of the whole
+    /// cache is `victims[j / VICTIMS]`'s slot `j % VICTIMS`.
+    victims: Vec<Victims>,
     /// Per mode, the accesses (bit 0 read, 1 write, 2 fetch) an entry
     /// allows, indexed by W | U<<1 | XD<<2 | D<<3, and those PKRU denies to
     /// a user page, indexed by its key: fills derive comparators with two
@@ -720,9 +752,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
             hot_base: 0,
             mask: n - 1,
             meta: vec![Meta::default(); sets * n],
-            vmeta: vec![Meta::default(); sets * VICTIMS],
-            vpage: vec![INVALID_TAG; sets * VICTIMS],
-            vnext: vec![0; sets],
+            victims: vec![Victims::default(); sets],
             allow: [[0; 16]; MODES],
             pk_deny: [[0; 16]; MODES],
             allow_now: [0; 16],
@@ -1042,19 +1072,26 @@ impl<const FIRST: usize> Mmu<FIRST> {
             self.probe_victims(self.hot_set, page).map(|j| (true, j))
         };
         if let Some((victim, j)) = found {
-            let e = if victim { self.vmeta[j].entry() } else { self.meta[j].entry() };
+            let e = if victim {
+                self.victims[j / VICTIMS].meta[j % VICTIMS].entry()
+            } else {
+                self.meta[j].entry()
+            };
             match self.decide(&e, access) {
                 Decision::Allow => {
                     if victim {
                         self.stats.victim_hits += 1;
-                        core::mem::swap(&mut self.meta[i], &mut self.vmeta[j]);
-                        if self.vmeta[j].valid() {
+                        core::mem::swap(
+                            &mut self.meta[i],
+                            &mut self.victims[j / VICTIMS].meta[j % VICTIMS],
+                        );
+                        if self.victims[j / VICTIMS].meta[j % VICTIMS].valid() {
                             // Out of the main table: no first-level copy.
-                            let out = self.vmeta[j].page;
-                            self.vpage[j] = out;
+                            let out = self.victims[j / VICTIMS].meta[j % VICTIMS].page;
+                            self.victims[j / VICTIMS].page[j % VICTIMS] = out;
                             self.l1.forget(out);
                         } else {
-                            self.vpage[j] = INVALID_TAG;
+                            self.victims[j / VICTIMS].page[j % VICTIMS] = INVALID_TAG;
                         }
                     } else {
                         // In the main table, not (or not for this access
@@ -1275,11 +1312,11 @@ impl<const FIRST: usize> Mmu<FIRST> {
         debug_assert_eq!(i, self.hot_base + ((page >> 12) as usize & self.mask));
         let old = self.meta[i].page;
         if old != INVALID_TAG && old != page {
-            let k = usize::from(self.vnext[set]);
-            self.vnext[set] = ((k + 1) % VICTIMS) as u8;
-            let j = set * VICTIMS + k;
-            self.vmeta[j] = self.meta[i];
-            self.vpage[j] = old;
+            let v = &mut self.victims[set];
+            let k = usize::from(v.next) % VICTIMS;
+            v.next = ((k + 1) % VICTIMS) as u8;
+            v.meta[k] = self.meta[i];
+            v.page[k] = old;
             // Out of the main table: no first-level copy. With at least
             // FIRST main slots, `old` and `page` share a first-level
             // slot too, and the `put` below overwrites it.
@@ -1360,15 +1397,14 @@ impl<const FIRST: usize> Mmu<FIRST> {
     }
 
     fn drop_victim(&mut self, j: usize) {
-        self.vmeta[j].page = INVALID_TAG;
-        self.vpage[j] = INVALID_TAG;
+        self.victims[j / VICTIMS].meta[j % VICTIMS].page = INVALID_TAG;
+        self.victims[j / VICTIMS].page[j % VICTIMS] = INVALID_TAG;
     }
 
     /// The victim slot of `set` holding `page`, if any.
     #[inline]
     fn probe_victims(&self, set: usize, page: u64) -> Option<usize> {
-        let base = set * VICTIMS;
-        self.vpage[base..base + VICTIMS].iter().position(|&p| p == page).map(|k| base + k)
+        self.victims[set].page.iter().position(|&p| p == page).map(|k| set * VICTIMS + k)
     }
 
     /// Drops the entries covering `va` that `scope` names.
@@ -1400,7 +1436,9 @@ impl<const FIRST: usize> Mmu<FIRST> {
                     self.drop_main(i);
                 }
                 for j in set * VICTIMS..(set + 1) * VICTIMS {
-                    if self.vmeta[j].valid() && hit(&self.vmeta[j].entry(), self) {
+                    if self.victims[j / VICTIMS].meta[j % VICTIMS].valid()
+                        && hit(&self.victims[j / VICTIMS].meta[j % VICTIMS].entry(), self)
+                    {
                         self.drop_victim(j);
                     }
                 }
@@ -1425,7 +1463,9 @@ impl<const FIRST: usize> Mmu<FIRST> {
                 }
             }
             for j in set * VICTIMS..(set + 1) * VICTIMS {
-                if self.vmeta[j].valid() && !(keep_global && self.vmeta[j].global()) {
+                if self.victims[j / VICTIMS].meta[j % VICTIMS].valid()
+                    && !(keep_global && self.victims[j / VICTIMS].meta[j % VICTIMS].global())
+                {
                     self.drop_victim(j);
                 }
             }
@@ -1443,8 +1483,10 @@ impl<const FIRST: usize> Mmu<FIRST> {
         } else {
             self.clear_l1s();
             self.meta.fill(Meta::default());
-            self.vmeta.fill(Meta::default());
-            self.vpage.fill(INVALID_TAG);
+            for v in &mut self.victims {
+                v.meta.fill(Meta::default());
+                v.page.fill(INVALID_TAG);
+            }
             self.large_lo = u64::MAX;
             self.large_hi = 0;
         }
@@ -1720,13 +1762,13 @@ impl<const FIRST: usize> Mmu<FIRST> {
         if self.meta[i].page == page {
             return Some(self.meta[i].entry());
         }
-        self.probe_victims(set, page).map(|j| self.vmeta[j].entry())
+        self.probe_victims(set, page).map(|j| self.victims[j / VICTIMS].meta[j % VICTIMS].entry())
     }
 
     /// Number of valid entries over every table and victim cache.
     pub fn occupancy(&self) -> usize {
         self.meta.iter().filter(|m| m.valid()).count()
-            + self.vmeta.iter().filter(|m| m.valid()).count()
+            + self.victims.iter().flat_map(|v| &v.meta).filter(|m| m.valid()).count()
     }
 }
 
