@@ -365,8 +365,11 @@ impl Machine {
             // cannot, but keep Linux's check): drop our page.
             return self.put_page(page).map(Handled::Done);
         }
-        self.rmap.page_add_new_anon_rmap_to(self.pages.get_mut(page)?, &target, addr)?;
-        self.lru_add_new(page)?;
+        // The new page's rmap and LRU flag through one borrow of its
+        // descriptor.
+        let d = self.pages.get_mut(page)?;
+        self.rmap.page_add_new_anon_rmap_to(d, &target, addr)?;
+        d.flags |= Self::lru_new_flags(self.sem);
         self.write_slot(slot, entry)?;
         Ok(Handled::Done(()))
     }
@@ -490,8 +493,9 @@ impl Machine {
         // then the old page loses this mapping and its reference.
         self.write_slot(slot, 0)?;
         self.flush_tlb_vma_page(vma.id, addr);
-        self.rmap.page_add_new_anon_rmap_to(self.pages.get_mut(new)?, &target, addr)?;
-        self.lru_add_new(new)?;
+        let d = self.pages.get_mut(new)?;
+        self.rmap.page_add_new_anon_rmap_to(d, &target, addr)?;
+        d.flags |= Self::lru_new_flags(self.sem);
         self.write_slot(slot, entry)?;
         if let Some(o) = old {
             self.rmap.page_remove_rmap(self.pages.get_mut(o)?)?;

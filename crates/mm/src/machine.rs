@@ -327,13 +327,11 @@ impl Machine {
     /// `lru_cache_add`: a new anon page joins the LRU, on the active list
     /// in the 2.6.x eras (`lru_cache_add_active_or_unevictable`), on the
     /// inactive one in 6.18 (new anon folios start inactive since 5.9).
-    pub(crate) fn lru_add_new(&mut self, pfn: Pfn) -> Result<(), MmError> {
-        let d = self.pages.get_mut(pfn)?;
-        d.flags |= PageFlags::LRU;
-        if !self.sem.anon_exclusive {
-            d.flags |= PageFlags::ACTIVE;
-        }
-        Ok(())
+    /// These are the flags it sets; the fault paths hold the new page's
+    /// descriptor already and set them there.
+    #[inline(always)]
+    pub(crate) fn lru_new_flags(sem: RmapSemantics) -> PageFlags {
+        if sem.anon_exclusive { PageFlags::LRU } else { PageFlags::LRU | PageFlags::ACTIVE }
     }
 
     /// The pages on the LRU (PG_lru), lowest frame first: the order the
