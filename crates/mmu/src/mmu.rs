@@ -450,8 +450,8 @@ struct Meta {
     page: u64,
     frame: u64,
     size_mask: u64,
-    /// The fill table's key (W | U<<1 | XD<<2 | D<<3), G << 4, and the
-    /// protection key << 8.
+    /// The fill table's index: its key (W | U<<1 | XD<<2 | D<<3) and the
+    /// protection key << 4; and G << 8.
     attrs: u64,
 }
 
@@ -459,8 +459,8 @@ const A_W: u64 = 1;
 const A_U: u64 = 2;
 const A_NX: u64 = 4;
 const A_D: u64 = 8;
-const A_G: u64 = 16;
-const A_PKEY_SHIFT: u32 = 8;
+const A_PKEY_SHIFT: u32 = 4;
+const A_G: u64 = 0x100;
 
 impl Default for Meta {
     fn default() -> Self {
@@ -484,11 +484,11 @@ impl Meta {
             page: e.page,
             frame: e.frame,
             size_mask: e.size_mask,
-            attrs: u64::from(e.writable)
-                | u64::from(e.user) << 1
-                | u64::from(e.nx) << 2
-                | u64::from(e.dirty) << 3
-                | u64::from(e.global) << 4
+            attrs: if e.writable { A_W } else { 0 }
+                | if e.user { A_U } else { 0 }
+                | if e.nx { A_NX } else { 0 }
+                | if e.dirty { A_D } else { 0 }
+                | if e.global { A_G } else { 0 }
                 | u64::from(e.pkey & 15) << A_PKEY_SHIFT,
         }
     }
@@ -670,9 +670,10 @@ pub struct Mmu<const FIRST: usize = L1_SLOTS> {
     /// loads instead of running the permission rules.
     allow: [[u8; 16]; MODES],
     pk_deny: [[u8; 16]; MODES],
-    /// The current mode's rows of `allow` and `pk_deny`.
-    allow_now: [u8; 16],
-    pk_deny_now: [u8; 16],
+    /// Per mode, the accesses an entry allows with PKRU applied, indexed
+    /// by the key of `allow` | the protection key << 4 (PKRU applies to
+    /// user pages only): the fill's comparators with one load.
+    allow_pk: [[u8; 256]; MODES],
     entries: usize,
     ctxs: Vec<Ctx>,
     cur_ctx: usize,
@@ -755,8 +756,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
             victims: vec![Victims::default(); sets],
             allow: [[0; 16]; MODES],
             pk_deny: [[0; 16]; MODES],
-            allow_now: [0; 16],
-            pk_deny_now: [0; 16],
+            allow_pk: [[0; 256]; MODES],
             entries: n,
             ctxs,
             cur_ctx: 0,
@@ -818,6 +818,12 @@ impl<const FIRST: usize> Mmu<FIRST> {
                 let deny_r = p.pke && ad;
                 let deny_w = p.pke && (ad || (wd && (user || p.wp)));
                 self.pk_deny[m][usize::from(key)] = u8::from(deny_r) | (u8::from(deny_w) << 1);
+            }
+            for (x, out) in self.allow_pk[m].iter_mut().enumerate() {
+                let (key, pkey) = (x & 15, x >> 4);
+                let user = key & 2 != 0;
+                let deny = if user { self.pk_deny[m][pkey] } else { 0 };
+                *out = self.allow[m][key] & !deny;
             }
         }
         self.update_mode();
@@ -1031,10 +1037,27 @@ impl<const FIRST: usize> Mmu<FIRST> {
         {
             return self.translate_page(mem, va, access);
         }
+        self.miss_fill(mem, va, access)
+    }
+
+    /// The common miss, after [`Self::translate_l1_miss`]'s checks (paging
+    /// on in IA-32e mode, a canonical address, neither the main table nor
+    /// the victims holding the page): the read-only walk and the fill, or
+    /// pgtable's walk when the read-only one cannot decide. A function of
+    /// its own so that the values the checks kept in registers are not
+    /// carried (spilled) across the walk.
+    #[inline(never)]
+    fn miss_fill<M: pgtable::PhysMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        va: u64,
+        access: Access,
+    ) -> Result<PhysAddr, Error> {
         self.stats.misses += 1;
         if let Some((e, bits)) = self.quick_walk(mem, va) {
             if bits >> (access as u32) & 1 != 0 {
                 let pa = e.frame | (va & !PAGE_MASK);
+                let i = self.hot_base + ((va >> 12) as usize & self.mask);
                 self.install(i, e, bits, None);
                 return Ok(PhysAddr::new_truncate(pa));
             }
@@ -1199,25 +1222,20 @@ impl<const FIRST: usize> Mmu<FIRST> {
             | usize::from(e.user) << 1
             | usize::from(e.nx) << 2
             | usize::from(e.dirty) << 3;
-        self.allow_key(key, e.user, e.pkey)
+        self.allow_key(key, e.pkey)
     }
 
     /// [`Self::allow_bits`] from a packed entry's attributes.
     #[inline(always)]
     fn allow_attrs(&self, attrs: u64) -> u8 {
-        let bits = self.allow_now[(attrs & 15) as usize];
-        // PKRU's denials apply to user pages only.
-        let deny = self.pk_deny_now[(attrs >> A_PKEY_SHIFT) as usize & 15];
-        let user = (((attrs & A_U) >> 1) as u8).wrapping_neg();
-        bits & !(deny & user)
+        self.allow_pk[self.mode as usize][(attrs & 0xff) as usize]
     }
 
     /// [`Self::allow_bits`] from the fill table's key (W | U<<1 | XD<<2 |
-    /// D<<3), U/S and the protection key.
+    /// D<<3) and the protection key.
     #[inline]
-    fn allow_key(&self, key: usize, user: bool, pkey: u8) -> u8 {
-        let bits = self.allow_now[key % 16];
-        if user { bits & !self.pk_deny_now[usize::from(pkey % 16)] } else { bits }
+    fn allow_key(&self, key: usize, pkey: u8) -> u8 {
+        self.allow_pk[self.mode as usize][(key % 16) | (usize::from(pkey % 16) << 4)]
     }
 
     /// Installs the walk's translation in the main slot; `stale_victim` is
@@ -1284,13 +1302,13 @@ impl<const FIRST: usize> Mmu<FIRST> {
         let frame = ((raw & ADDR_MASK & !size_mask) | (va & size_mask)) & PAGE_MASK;
         // The packed attributes straight from the bits: R/W (bit 1) and U/S
         // (bit 2) ANDed, XD (bit 63, with EFER.NXE) ORed, the leaf's D (bit
-        // 6), its G (bit 8, with CR4.PGE) and its protection key (bits
-        // 62:59).
+        // 6), its protection key (bits 62:59) and its G (bit 8, with
+        // CR4.PGE), laid out as Meta::attrs.
         let attrs = ((all >> 1) & (A_W | A_U))
             | ((any & self.nx_mask) >> 61)
             | ((raw >> 3) & A_D)
-            | ((raw & self.g_mask) >> 4)
-            | ((raw >> 59) & 15) << A_PKEY_SHIFT;
+            | ((raw >> 59) & 15) << A_PKEY_SHIFT
+            | (raw & self.g_mask);
         let m = Meta { page: va & PAGE_MASK, frame, size_mask, attrs };
         Some((m, self.allow_attrs(attrs)))
     }
@@ -1369,8 +1387,6 @@ impl<const FIRST: usize> Mmu<FIRST> {
             self.hot_set = set;
         }
         self.hot_base = set * self.entries;
-        self.allow_now = self.allow[self.mode as usize];
-        self.pk_deny_now = self.pk_deny[self.mode as usize];
         self.cpu = self.cpu_state();
         self.rsvd = pgtable::entry::cpu_reserved_mask(self.config.maxphyaddr, self.policy.nxe);
         self.nx_mask = if self.policy.nxe { EntryFlags::NX.bits() } else { 0 };
