@@ -1037,13 +1037,14 @@ impl<const FIRST: usize> Mmu<FIRST> {
         {
             return self.translate_page(mem, va, access);
         }
-        self.miss_fill(mem, va, access)
+        self.miss_fill(mem, va, access, i)
     }
 
     /// The common miss, after [`Self::translate_l1_miss`]'s checks (paging
     /// on in IA-32e mode, a canonical address, neither the main table nor
     /// the victims holding the page): the read-only walk and the fill, or
-    /// pgtable's walk when the read-only one cannot decide. A function of
+    /// pgtable's walk when the read-only one cannot decide; `i` is the
+    /// page's main slot, which holds another page or none. A function of
     /// its own so that the values the checks kept in registers are not
     /// carried (spilled) across the walk.
     #[inline(never)]
@@ -1052,13 +1053,13 @@ impl<const FIRST: usize> Mmu<FIRST> {
         mem: &mut M,
         va: u64,
         access: Access,
+        i: usize,
     ) -> Result<PhysAddr, Error> {
         self.stats.misses += 1;
         if let Some((e, bits)) = self.quick_walk(mem, va) {
             if bits >> (access as u32) & 1 != 0 {
                 let pa = e.frame | (va & !PAGE_MASK);
-                let i = self.hot_base + ((va >> 12) as usize & self.mask);
-                self.install(i, e, bits, None);
+                self.install(i, e, bits, None, true);
                 return Ok(PhysAddr::new_truncate(pa));
             }
         }
@@ -1143,7 +1144,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
         if let Some((e, bits)) = self.quick_walk(mem, va) {
             if bits >> (access as u32) & 1 != 0 {
                 let pa = e.frame | (va & !PAGE_MASK);
-                self.install(i, e, bits, stale_victim);
+                self.install(i, e, bits, stale_victim, false);
                 return Ok(PhysAddr::new_truncate(pa));
             }
         }
@@ -1255,7 +1256,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
         };
         let bits = self.allow_bits(&e);
         let i = self.hot_base + ((va >> 12) as usize & self.mask);
-        self.install(i, Meta::of(&e), bits, stale_victim);
+        self.install(i, Meta::of(&e), bits, stale_victim, false);
     }
 
     /// A read-only walk that succeeds only when the walk would write
@@ -1315,11 +1316,12 @@ impl<const FIRST: usize> Mmu<FIRST> {
 
     /// Puts `e` in main slot `i` (the current set's slot for its page) and
     /// its comparators (`bits`) in the first level, moving the slot's other
-    /// entry to the victim cache.
+    /// entry to the victim cache. `other`: the caller knows the slot holds
+    /// no entry for this page (a constant at each call: the test goes).
     // Always: left to itself, LLVM stops inlining it into the miss path
     // once `Mmu` is generic, which costs a miss about 14 instructions.
     #[inline(always)]
-    fn install(&mut self, i: usize, e: Meta, bits: u8, stale_victim: Option<usize>) {
+    fn install(&mut self, i: usize, e: Meta, bits: u8, stale_victim: Option<usize>, other: bool) {
         let page = e.page;
         let size_mask = e.size_mask;
         let set = self.hot_set;
@@ -1329,7 +1331,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
         }
         debug_assert_eq!(i, self.hot_base + ((page >> 12) as usize & self.mask));
         let old = self.meta[i].page;
-        if old != INVALID_TAG && old != page {
+        if old != INVALID_TAG && (other || old != page) {
             let v = &mut self.victims[set];
             let k = usize::from(v.next) % VICTIMS;
             v.next = ((k + 1) % VICTIMS) as u8;
