@@ -1281,26 +1281,29 @@ impl<const FIRST: usize> Mmu<FIRST> {
         let e4 = quick_entry(mem, self.regs.cr3 & ADDR_MASK, va, Level::Pml4, must)?;
         let e3 = quick_entry(mem, e4 & ADDR_MASK, va, Level::Pdpt, must)?;
         let (mut all, mut any) = (e4 & e3, e4 | e3);
-        // The leaf and the page's size minus one.
-        let (raw, size_mask) = if e3 & PS != 0 {
-            (e3, (1u64 << 30) - 1)
+        // The leaf, the 4 KiB frame the address falls in, and the page's
+        // size minus one, each level's with its constants. pgtable's
+        // frame_mask: the address bits above the page offset (a large
+        // page's bits below its size are reserved, checked above, except
+        // its PAT bit 12, masked here).
+        let large = |raw: u64, size_mask: u64| {
+            (raw, ((raw & ADDR_MASK & !size_mask) | (va & size_mask)) & PAGE_MASK, size_mask)
+        };
+        let (raw, frame, size_mask) = if e3 & PS != 0 {
+            large(e3, (1u64 << 30) - 1)
         } else {
             let e2 = quick_entry(mem, e3 & ADDR_MASK, va, Level::Pd, must)?;
             all &= e2;
             any |= e2;
             if e2 & PS != 0 {
-                (e2, (1u64 << 21) - 1)
+                large(e2, (1u64 << 21) - 1)
             } else {
                 let e1 = quick_entry(mem, e2 & ADDR_MASK, va, Level::Pt, must)?;
                 all &= e1;
                 any |= e1;
-                (e1, PAGE_SIZE - 1)
+                (e1, e1 & ADDR_MASK, PAGE_SIZE - 1)
             }
         };
-        // pgtable's frame_mask: the address bits above the page offset
-        // (the large pages' bits below their size are reserved, checked
-        // above, except a large leaf's PAT bit 12, masked here).
-        let frame = ((raw & ADDR_MASK & !size_mask) | (va & size_mask)) & PAGE_MASK;
         // The packed attributes straight from the bits: R/W (bit 1) and U/S
         // (bit 2) ANDed, XD (bit 63, with EFER.NXE) ORed, the leaf's D (bit
         // 6), its protection key (bits 62:59) and its G (bit 8, with
