@@ -498,8 +498,22 @@ impl Machine {
         d.flags |= Self::lru_new_flags(self.sem);
         self.write_slot(slot, entry)?;
         if let Some(o) = old {
-            self.rmap.page_remove_rmap(self.pages.get_mut(o)?)?;
-            self.put_page(o)?;
+            // page_remove_rmap, then put_page's reference drop, through
+            // one borrow of the old page's descriptor.
+            let d = self.pages.get_mut(o)?;
+            self.rmap.page_remove_rmap(d)?;
+            if o != self.zero_pfn {
+                let Some(refs) = d.refcount.checked_sub(1) else {
+                    return Err(MmError::bug(
+                        "put_page",
+                        format!("refcount underflow on frame {o}"),
+                    ));
+                };
+                d.refcount = refs;
+                if refs == 0 {
+                    self.free_page_frame(o)?;
+                }
+            }
         }
         Ok(Handled::Done(()))
     }
