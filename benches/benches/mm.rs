@@ -289,9 +289,12 @@ fn bench_single(c: &mut Criterion, host: &Host) {
     g.warm_up_time(Duration::from_secs(1));
     g.measurement_time(Duration::from_secs(4));
 
-    {
+    // floor_clear, then the same clears each after prefetching the next
+    // frame as the write fault does (do_anonymous_page): the floor for a
+    // fault path that hides part of the memory latency that way.
+    for (name, prefetch) in [("floor_clear", false), ("floor_clear_prefetched", true)] {
         let mut f = None;
-        g.bench_function("floor_clear", |b| {
+        g.bench_function(name, |b| {
             let f = f.get_or_insert_with(|| Floor::new(WRITE_FRAMES, REGION));
             b.iter_custom(|iters| {
                 batched(
@@ -300,30 +303,10 @@ fn bench_single(c: &mut Criterion, host: &Host) {
                     REGION,
                     |_, _| (),
                     |f, (), i| {
-                        let pfn = f.frames[i as usize];
-                        f.mem.zero_frame_exclusive(pfn).expect("zero");
-                    },
-                    |_, ()| (),
-                )
-            })
-        });
-    }
-    {
-        // The same clears, each after prefetching the next frame as the
-        // write fault does (do_anonymous_page): the floor for a fault
-        // path that hides part of the memory latency that way.
-        let mut f = None;
-        g.bench_function("floor_clear_prefetched", |b| {
-            let f = f.get_or_insert_with(|| Floor::new(WRITE_FRAMES, REGION));
-            b.iter_custom(|iters| {
-                batched(
-                    &mut *f,
-                    iters,
-                    REGION,
-                    |_, _| (),
-                    |f, (), i| {
-                        if let Some(&next) = f.frames.get(i as usize + 1) {
-                            f.mem.prefetch_frame(next).expect("prefetch");
+                        if prefetch {
+                            if let Some(&next) = f.frames.get(i as usize + 1) {
+                                f.mem.prefetch_frame(next).expect("prefetch");
+                            }
                         }
                         let pfn = f.frames[i as usize];
                         f.mem.zero_frame_exclusive(pfn).expect("zero");
@@ -355,9 +338,11 @@ fn bench_single(c: &mut Criterion, host: &Host) {
         });
     }
 
-    {
+    // floor_copy, then the same copies each after prefetching the next
+    // destination frame as the COW fault does (wp_page_copy).
+    for (name, prefetch) in [("floor_copy", false), ("floor_copy_prefetched", true)] {
         let mut f = None;
-        g.bench_function("floor_copy", |b| {
+        g.bench_function(name, |b| {
             let f = f.get_or_insert_with(|| Floor::new(COW_FRAMES, 2 * REGION));
             b.iter_custom(|iters| {
                 batched(
@@ -371,31 +356,10 @@ fn bench_single(c: &mut Criterion, host: &Host) {
                         }
                     },
                     |f, (), i| {
-                        let (src, dst) = (f.frames[i as usize], f.frames[(REGION + i) as usize]);
-                        f.mem.copy_frame_exclusive(dst, src).expect("copy");
-                    },
-                    |_, ()| (),
-                )
-            })
-        });
-    }
-    {
-        let mut f = None;
-        g.bench_function("floor_copy_prefetched", |b| {
-            let f = f.get_or_insert_with(|| Floor::new(COW_FRAMES, 2 * REGION));
-            b.iter_custom(|iters| {
-                batched(
-                    &mut *f,
-                    iters,
-                    REGION,
-                    |f, n| {
-                        for &src in &f.frames[..n as usize] {
-                            f.mem.zero_frame_exclusive(src).expect("zero");
-                        }
-                    },
-                    |f, (), i| {
-                        if let Some(&next) = f.frames.get((REGION + i + 1) as usize) {
-                            f.mem.prefetch_frame(next).expect("prefetch");
+                        if prefetch {
+                            if let Some(&next) = f.frames.get((REGION + i + 1) as usize) {
+                                f.mem.prefetch_frame(next).expect("prefetch");
+                            }
                         }
                         let (src, dst) = (f.frames[i as usize], f.frames[(REGION + i) as usize]);
                         f.mem.copy_frame_exclusive(dst, src).expect("copy");

@@ -59,6 +59,30 @@ fn assert_restored(page_cluster_before: &str) {
     assert_eq!(pc.trim(), page_cluster_before.trim(), "vm.page-cluster not restored");
 }
 
+/// Starts `cmd` (stderr piped) with the oracle's pause hook, waits (at
+/// most `within`) until its host run has turned its swap file on, and
+/// sends it SIGINT there.
+fn interrupted_mid_run(cmd: &mut Command, within: Duration) -> std::process::Child {
+    let child = cmd
+        .env(oracle::host::PAUSE_ENV, "20000")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ptemu starts");
+    let deadline = Instant::now() + within;
+    loop {
+        let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
+        if swaps.contains("ptemu-oracle-") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run never turned its swap file on");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let kill =
+        Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
+    assert!(kill.success());
+    child
+}
+
 fn page_cluster() -> String {
     std::fs::read_to_string("/proc/sys/vm/page-cluster").unwrap_or_default()
 }
@@ -171,26 +195,9 @@ fn interrupt_restores_the_machine() {
     let _host = host_lock();
     let pc = page_cluster();
     let seed = fixture("seed-swapin.scn");
-    let mut child = Command::new(ptemu())
-        .args(["oracle", seed.to_str().expect("utf-8 path")])
-        .env(oracle::host::PAUSE_ENV, "20000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ptemu starts");
-    // Wait until the run has set up its swap file (bounded).
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
-        if swaps.contains("ptemu-oracle-") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the run never turned its swap file on");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let kill =
-        Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
-    assert!(kill.success());
+    let mut cmd = Command::new(ptemu());
+    cmd.args(["oracle", seed.to_str().expect("utf-8 path")]).stdout(Stdio::null());
+    let mut child = interrupted_mid_run(&mut cmd, Duration::from_secs(15));
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait") {
@@ -258,26 +265,11 @@ fn interrupt_stops_an_oracle_search() {
     }
     let _host = host_lock();
     let pc = page_cluster();
-    let child = Command::new(ptemu())
-        .args(["explore", "--era", "6.18", "--oracle", "--seed", "3", "--time", "120s"])
+    let mut cmd = Command::new(ptemu());
+    cmd.args(["explore", "--era", "6.18", "--oracle", "--seed", "3", "--time", "120s"])
         .args(["--jobs", "1", "--json"])
-        .env(oracle::host::PAUSE_ENV, "20000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ptemu starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
-        if swaps.contains("ptemu-oracle-") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the search never turned a swap file on");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let kill =
-        Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
-    assert!(kill.success());
+        .stdout(Stdio::piped());
+    let child = interrupted_mid_run(&mut cmd, Duration::from_secs(30));
     let start = Instant::now();
     let out = child.wait_with_output().expect("wait");
     assert!(start.elapsed() < Duration::from_secs(30), "the search went on after SIGINT");
