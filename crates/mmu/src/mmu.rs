@@ -688,6 +688,10 @@ pub struct Mmu<const FIRST: usize = L1_SLOTS> {
     /// else 0: the fill's masks for those bits.
     nx_mask: u64,
     g_mask: u64,
+    /// CR0.PG and EFER.LMA both set (4-level paging in IA-32e mode): the
+    /// miss path's one test of the mode, kept by `set_policy`, which every
+    /// register write calls.
+    long_paging: bool,
     /// Virtual range [lo, hi) covering every cached large-page entry.
     large_lo: u64,
     large_hi: u64,
@@ -766,6 +770,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
             rsvd: 0,
             nx_mask: 0,
             g_mask: 0,
+            long_paging: false,
             policy: Policy { wp: false, nxe: false, smep: false, pke: false, pkru: 0 },
             large_lo: u64::MAX,
             large_hi: 0,
@@ -785,6 +790,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
     /// Recomputes the policy and the fill tables from the registers.
     fn set_policy(&mut self) {
         self.policy = policy_of(&self.regs);
+        self.long_paging = self.regs.paging() && self.regs.efer & EFER_LMA != 0;
         let modes = [Mode::User, Mode::SupervisorSmap, Mode::Supervisor];
         for (m, mode) in modes.into_iter().enumerate() {
             for key in 0..16u8 {
@@ -1030,11 +1036,11 @@ impl<const FIRST: usize> Mmu<FIRST> {
             }
             return self.translate_page(mem, va, access);
         }
-        if self.regs.cr0 & CR0_PG == 0
-            || self.regs.efer & EFER_LMA == 0
-            || !VirtAddr::is_canonical(va)
-            || self.probe_victims(self.hot_set, page).is_some()
-        {
+        // Paging off or outside IA-32e mode, or a non-canonical address
+        // (bits 63:47 not all equal: sign-extending bit 47 changes it), in
+        // one branch.
+        let canonical = ((va << 16) as i64 >> 16) as u64 == va;
+        if !(self.long_paging & canonical) || self.victims_hold(self.hot_set, page) {
             return self.translate_page(mem, va, access);
         }
         self.miss_fill(mem, va, access, i)
@@ -1420,6 +1426,13 @@ impl<const FIRST: usize> Mmu<FIRST> {
     fn drop_victim(&mut self, j: usize) {
         self.victims[j / VICTIMS].meta[j % VICTIMS].page = INVALID_TAG;
         self.victims[j / VICTIMS].page[j % VICTIMS] = INVALID_TAG;
+    }
+
+    /// Whether a victim slot of `set` holds `page`: every slot compared,
+    /// without a branch per slot.
+    #[inline(always)]
+    fn victims_hold(&self, set: usize, page: u64) -> bool {
+        self.victims[set].page.iter().fold(false, |a, &p| a | (p == page))
     }
 
     /// The victim slot of `set` holding `page`, if any.
