@@ -1074,6 +1074,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
 
     /// Translates one byte's page through the slow path: victim cache,
     /// cached-entry decision, walk and fill.
+    #[cold]
     #[inline(never)]
     fn translate_page<M: pgtable::PhysMem + ?Sized>(
         &mut self,
@@ -1159,6 +1160,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
 
     /// A miss the read-only walk did not answer: pgtable's walk (faults,
     /// A/D set by compare-exchange) and the fill.
+    #[cold]
     #[inline(never)]
     fn full_walk<M: pgtable::PhysMem + ?Sized>(
         &mut self,
