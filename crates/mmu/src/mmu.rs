@@ -410,17 +410,35 @@ impl<const N: usize> L1<N> {
 
 /// One (context, mode)'s victim cache: the page of each slot
 /// (`INVALID_TAG` when empty; the probe reads this one cache line), its
-/// entry, and the slot the next eviction replaces.
+/// entry, and the slot the next eviction replaces. `key` filters the
+/// probe: every slot holding a page has that page's [`victim_key`] there
+/// (an empty slot's key is anything), so a page whose key is in no byte
+/// is in no slot, which one 8-byte word decides.
 #[derive(Clone, Debug)]
 struct Victims {
+    key: [u8; VICTIMS],
     page: [u64; VICTIMS],
     meta: [Meta; VICTIMS],
     next: u8,
 }
 
+// `Victims::key` is read as one u64.
+const _: () = assert!(VICTIMS == 8);
+
+/// A page's byte in [`Victims::key`]: the low byte of its page number.
+#[inline(always)]
+fn victim_key(page: u64) -> u8 {
+    (page >> 12) as u8
+}
+
 impl Default for Victims {
     fn default() -> Self {
-        Self { page: [INVALID_TAG; VICTIMS], meta: [Meta::default(); VICTIMS], next: 0 }
+        Self {
+            key: [0; VICTIMS],
+            page: [INVALID_TAG; VICTIMS],
+            meta: [Meta::default(); VICTIMS],
+            next: 0,
+        }
     }
 }
 
@@ -1061,6 +1079,9 @@ impl<const FIRST: usize> Mmu<FIRST> {
         access: Access,
         i: usize,
     ) -> Result<PhysAddr, Error> {
+        // One entry per page and set: the victim filter let through no
+        // page the victims hold.
+        debug_assert!(self.probe_victims(self.hot_set, va & PAGE_MASK).is_none());
         self.stats.misses += 1;
         if let Some((e, bits)) = self.quick_walk(mem, va) {
             if bits >> (access as u32) & 1 != 0 {
@@ -1120,6 +1141,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
                             // Out of the main table: no first-level copy.
                             let out = self.victims[j / VICTIMS].meta[j % VICTIMS].page;
                             self.victims[j / VICTIMS].page[j % VICTIMS] = out;
+                            self.victims[j / VICTIMS].key[j % VICTIMS] = victim_key(out);
                             self.l1.forget(out);
                         } else {
                             self.victims[j / VICTIMS].page[j % VICTIMS] = INVALID_TAG;
@@ -1348,6 +1370,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
             v.next = ((k + 1) % VICTIMS) as u8;
             v.meta[k] = self.meta[i];
             v.page[k] = old;
+            v.key[k] = victim_key(old);
             // Out of the main table: no first-level copy. With at least
             // FIRST main slots, `old` and `page` share a first-level
             // slot too, and the `put` below overwrites it.
@@ -1430,11 +1453,19 @@ impl<const FIRST: usize> Mmu<FIRST> {
         self.victims[j / VICTIMS].page[j % VICTIMS] = INVALID_TAG;
     }
 
-    /// Whether a victim slot of `set` holds `page`: every slot compared,
-    /// without a branch per slot.
+    /// Whether a victim slot of `set` holds `page`. The keys first: a
+    /// zero byte in `keys ^ broadcast(key)` (the exact has-zero-byte test)
+    /// is needed for a slot to hold the page; only then are the pages
+    /// compared.
     #[inline(always)]
     fn victims_hold(&self, set: usize, page: u64) -> bool {
-        self.victims[set].page.iter().fold(false, |a, &p| a | (p == page))
+        let v = &self.victims[set];
+        let k = victim_key(page);
+        let mut m = 0u8;
+        for (i, &x) in v.key.iter().enumerate() {
+            m |= u8::from(x == k) << i;
+        }
+        m != 0 && v.page.contains(&page)
     }
 
     /// The victim slot of `set` holding `page`, if any.
