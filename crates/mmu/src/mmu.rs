@@ -422,8 +422,9 @@ struct Victims {
     next: u8,
 }
 
-// `Victims::key` is read as one u64.
-const _: () = assert!(VICTIMS == 8);
+// `Victims::key` is compared as one 8-byte vector; `Victims::next`
+// wraps at 256, a multiple of VICTIMS.
+const _: () = assert!(VICTIMS == 8 && 256 % VICTIMS == 0);
 
 /// A page's byte in [`Victims::key`]: the low byte of its page number.
 #[inline(always)]
@@ -1366,8 +1367,10 @@ impl<const FIRST: usize> Mmu<FIRST> {
         let old = self.meta[i].page;
         if old != INVALID_TAG && (other || old != page) {
             let v = &mut self.victims[set];
+            // `next` counts evictions; 256 is a multiple of VICTIMS, so
+            // it wraps in step with the slots.
             let k = usize::from(v.next) % VICTIMS;
-            v.next = ((k + 1) % VICTIMS) as u8;
+            v.next = v.next.wrapping_add(1);
             v.meta[k] = self.meta[i];
             v.page[k] = old;
             v.key[k] = victim_key(old);
