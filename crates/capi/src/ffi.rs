@@ -257,7 +257,7 @@ fn check_buf(p: *const u8, len: usize) -> Result<(), PtemuStatus> {
 /// read or an instruction fetch into a local buffer, then copy them out.
 ///
 /// # Safety
-/// `mmu` is a live handle; `buf` is non-null (checked by the caller) and
+/// `mmu` is a live handle; `buf`, when non-null (checked here), is
 /// writable for `len` bytes.
 unsafe fn read_into(
     mmu: *mut PtemuMmu,
@@ -266,6 +266,9 @@ unsafe fn read_into(
     len: usize,
     fetch: bool,
 ) -> PtemuStatus {
+    if let Err(s) = check_buf(buf, len) {
+        return s;
+    }
     with_handle!(mmu, h => {
         let mut tmp = [0u8; ptemu_mmu::MAX_ACCESS];
         let Some(dst) = tmp.get_mut(..len) else {
@@ -298,9 +301,6 @@ pub unsafe extern "C" fn ptemu_read(
     buf: *mut u8,
     len: usize,
 ) -> PtemuStatus {
-    if let Err(s) = check_buf(buf, len) {
-        return s;
-    }
     // SAFETY: the caller's contract for `mmu` and `buf`, forwarded.
     unsafe { read_into(mmu, va, buf, len, false) }
 }
@@ -316,9 +316,6 @@ pub unsafe extern "C" fn ptemu_fetch(
     buf: *mut u8,
     len: usize,
 ) -> PtemuStatus {
-    if let Err(s) = check_buf(buf, len) {
-        return s;
-    }
     // SAFETY: as in ptemu_read.
     unsafe { read_into(mmu, va, buf, len, true) }
 }

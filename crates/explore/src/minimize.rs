@@ -274,7 +274,11 @@ pub fn minimize(ops: &[Op], test: &dyn Fn(&[Op]) -> bool) -> (Vec<Op>, MinStats)
     (cur, m.stats)
 }
 
-fn proc_names(o: &Op) -> Vec<&Spanned<String>> {
+/// The process names an operation mentions, to read or rewrite. The one
+/// list of which operation names which processes: the readers below take
+/// it from a copy (the minimizer replays a whole machine per candidate, a
+/// copy of one operation is nothing next to that).
+fn procs_mut(o: &mut Op) -> Vec<&mut Spanned<String>> {
     match o {
         Op::Fork { parent, child } => vec![parent, child],
         Op::Spawn { proc }
@@ -293,12 +297,16 @@ fn proc_names(o: &Op) -> Vec<&Spanned<String>> {
     }
 }
 
+fn proc_names(o: &Op) -> Vec<String> {
+    procs_mut(&mut o.clone()).into_iter().map(|n| n.value.clone()).collect()
+}
+
 fn names_in_order(ops: &[Op]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for o in ops {
         for n in proc_names(o) {
-            if !out.contains(&n.value) {
-                out.push(n.value.clone());
+            if !out.contains(&n) {
+                out.push(n);
             }
         }
     }
@@ -306,35 +314,21 @@ fn names_in_order(ops: &[Op]) -> Vec<String> {
 }
 
 fn mentions(o: &Op, name: &str) -> bool {
-    proc_names(o).iter().any(|n| n.value == name)
+    proc_names(o).iter().any(|n| n == name)
 }
 
 fn rename(o: &Op, map: &BTreeMap<String, String>) -> Op {
-    let r = |n: &Spanned<String>| sp(map.get(&n.value).cloned().unwrap_or_else(|| n.value.clone()));
     let mut o = o.clone();
-    match &mut o {
-        Op::Fork { parent, child } => {
-            *parent = r(parent);
-            *child = r(child);
+    for n in procs_mut(&mut o) {
+        if let Some(to) = map.get(&n.value) {
+            *n = sp(to.clone());
         }
-        Op::Spawn { proc }
-        | Op::Mmap { proc, .. }
-        | Op::Munmap { proc, .. }
-        | Op::Mprotect { proc, .. }
-        | Op::Madvise { proc, .. }
-        | Op::Write { proc, .. }
-        | Op::Read { proc, .. }
-        | Op::Exit { proc }
-        | Op::Execve { proc }
-        | Op::Reclaim { proc, .. }
-        | Op::RmapWalk { proc, .. }
-        | Op::Dump { proc, .. } => *proc = r(proc),
-        Op::RcuGracePeriod => {}
     }
     o
 }
 
-fn addr_of(o: &Op) -> Option<u64> {
+/// The operation's address, to read or rewrite.
+fn addr_mut(o: &mut Op) -> Option<&mut Spanned<u64>> {
     match o {
         Op::Mmap { addr, .. }
         | Op::Munmap { addr, .. }
@@ -343,45 +337,42 @@ fn addr_of(o: &Op) -> Option<u64> {
         | Op::Write { addr, .. }
         | Op::Read { addr, .. }
         | Op::Reclaim { addr, .. }
-        | Op::RmapWalk { addr, .. } => Some(addr.value),
+        | Op::RmapWalk { addr, .. } => Some(addr),
         _ => None,
     }
+}
+
+fn addr_of(o: &Op) -> Option<u64> {
+    addr_mut(&mut o.clone()).map(|a| a.value)
 }
 
 fn map_addr(o: &Op, f: &dyn Fn(u64) -> u64) -> Op {
     let mut o = o.clone();
-    match &mut o {
-        Op::Mmap { addr, .. }
-        | Op::Munmap { addr, .. }
-        | Op::Mprotect { addr, .. }
-        | Op::Madvise { addr, .. }
-        | Op::Write { addr, .. }
-        | Op::Read { addr, .. }
-        | Op::Reclaim { addr, .. }
-        | Op::RmapWalk { addr, .. } => addr.value = f(addr.value),
-        _ => {}
+    if let Some(a) = addr_mut(&mut o) {
+        a.value = f(a.value);
     }
     o
 }
 
-fn len_of(o: &Op) -> Option<u64> {
+/// The operation's length, to read or rewrite.
+fn len_mut(o: &mut Op) -> Option<&mut Spanned<u64>> {
     match o {
         Op::Mmap { len, .. }
         | Op::Munmap { len, .. }
         | Op::Mprotect { len, .. }
-        | Op::Madvise { len, .. } => Some(len.value),
+        | Op::Madvise { len, .. } => Some(len),
         _ => None,
     }
 }
 
+fn len_of(o: &Op) -> Option<u64> {
+    len_mut(&mut o.clone()).map(|l| l.value)
+}
+
 fn with_len(o: &Op, l: u64) -> Op {
     let mut o = o.clone();
-    match &mut o {
-        Op::Mmap { len, .. }
-        | Op::Munmap { len, .. }
-        | Op::Mprotect { len, .. }
-        | Op::Madvise { len, .. } => len.value = l,
-        _ => {}
+    if let Some(len) = len_mut(&mut o) {
+        len.value = l;
     }
     o
 }

@@ -363,16 +363,7 @@ impl Machine {
                 let chain = self.vma_chain(pid, v.start)?;
                 // The perms column as /proc/PID/maps prints it, and
                 // VM_ACCOUNT, which maps does not show but merging compares.
-                let perms = crate::maps::MapsEntry {
-                    start: v.start,
-                    end: v.end,
-                    prot: v.prot,
-                    shared: false,
-                    offset: 0,
-                    dev: (0, 0),
-                    inode: 0,
-                }
-                .perms();
+                let perms = crate::maps::MapsEntry::anon(v).perms();
                 let _ = writeln!(
                     s,
                     "  vma {:#x}-{:#x} {perms} pgoff {:#x}{} chain [{}]",

@@ -31,6 +31,19 @@ pub struct MapsEntry {
 }
 
 impl MapsEntry {
+    /// The line of an anonymous private VMA (no file, offset 0).
+    pub fn anon(v: &crate::process::Vma) -> Self {
+        MapsEntry {
+            start: v.start,
+            end: v.end,
+            prot: v.prot,
+            shared: false,
+            offset: 0,
+            dev: (0, 0),
+            inode: 0,
+        }
+    }
+
     /// The perms column: `r`/`w`/`x` or `-`, then `p` or `s` (`rw-p`).
     pub fn perms(&self) -> String {
         let mut s = String::with_capacity(4);
@@ -63,20 +76,7 @@ impl core::fmt::Display for MapsEntry {
 impl Machine {
     /// The process's VMAs as /proc/PID/maps lists them, in address order.
     pub fn maps(&self, pid: Pid) -> Result<Vec<MapsEntry>, MmError> {
-        Ok(self
-            .proc(pid)?
-            .vmas
-            .values()
-            .map(|v| MapsEntry {
-                start: v.start,
-                end: v.end,
-                prot: v.prot,
-                shared: false,
-                offset: 0,
-                dev: (0, 0),
-                inode: 0,
-            })
-            .collect())
+        Ok(self.proc(pid)?.vmas.values().map(MapsEntry::anon).collect())
     }
 }
 

@@ -105,6 +105,30 @@ impl Machine {
         Ok((prev.filter(same).copied(), next.filter(same).copied()))
     }
 
+    /// Which of the flag-compatible neighbours `src` (the range whose flags
+    /// change; `None` for a new mapping) may join: each whose anon_vma is
+    /// compatible, and the one after only if, when both would join, the two
+    /// neighbours' anon_vmas are compatible with each other too.
+    fn joinable(
+        &self,
+        src: Option<&Vma>,
+        prev: Option<Vma>,
+        next: Option<Vma>,
+    ) -> Result<(Option<Vma>, Option<Vma>), MmError> {
+        let left = match prev {
+            Some(p) if self.anon_mergeable(src, &p)? => Some(p),
+            _ => None,
+        };
+        let right = match next {
+            Some(n) if self.anon_mergeable(src, &n)? => match left {
+                Some(p) if !self.neighbours_compatible(&p, &n)? => None,
+                _ => Some(n),
+            },
+            _ => None,
+        };
+        Ok((left, right))
+    }
+
     /// mmap's merge (`vma_merge_new_range`): `Some` when `[start, end)`
     /// joined a neighbour, `None` when a new VMA is needed.
     pub(crate) fn merge_new_range(
@@ -116,18 +140,7 @@ impl Machine {
         account: bool,
     ) -> Result<Option<Outcome<()>>, MmError> {
         let (prev, next) = self.flag_neighbours(pid, start, end, prot, account)?;
-        let left = match prev {
-            Some(p) if self.anon_mergeable(None, &p)? => Some(p),
-            _ => None,
-        };
-        let right = match next {
-            Some(n) if self.anon_mergeable(None, &n)? => match left {
-                Some(p) if !self.neighbours_compatible(&p, &n)? => None,
-                _ => Some(n),
-            },
-            _ => None,
-        };
-        let plan = match (left, right) {
+        let plan = match self.joinable(None, prev, next)? {
             (Some(p), Some(n)) => Merge {
                 target: p,
                 start: p.start,
@@ -169,18 +182,7 @@ impl Machine {
         // Only a range that reaches the VMA's edge can join across it.
         let prev = prev.filter(|_| start == mid.start);
         let next = next.filter(|_| end == mid.end);
-        let left = match prev {
-            Some(p) if self.anon_mergeable(Some(&mid), &p)? => Some(p),
-            _ => None,
-        };
-        let right = match next {
-            Some(n) if self.anon_mergeable(Some(&mid), &n)? => match left {
-                Some(p) if !self.neighbours_compatible(&p, &n)? => None,
-                _ => Some(n),
-            },
-            _ => None,
-        };
-        let plan = match (left, right) {
+        let plan = match self.joinable(Some(&mid), prev, next)? {
             (Some(p), Some(n)) => {
                 let src = if self.vma_anon(&n)?.is_some() { n } else { mid };
                 Merge {

@@ -392,6 +392,24 @@ impl<const F: usize> World<F> {
         Self { mem, mmu, regs, cached: Vec::new(), slots, tally: Tally::default() }
     }
 
+    /// The entry the model caches from a completed walk of `va`.
+    fn cached_of(&self, va: u64, t: &pgtable::Translation, pcid: u16) -> Cached {
+        let size_mask = t.page_size.bytes() - 1;
+        let leaf = t.leaf_entry;
+        Cached {
+            region: va & !size_mask,
+            size_mask,
+            frame: t.pa.as_u64() & !size_mask,
+            pcid,
+            global: self.regs.cr4 & CR4_PGE != 0 && leaf & 0x100 != 0,
+            writable: t.perms.writable,
+            user: t.perms.user,
+            nx: t.perms.nx,
+            dirty: leaf & 0x40 != 0,
+            pkey: ((leaf >> 59) & 0xf) as u8,
+        }
+    }
+
     fn pcid(&self) -> u16 {
         self.regs.pcid()
     }
@@ -411,6 +429,26 @@ impl<const F: usize> World<F> {
         }
     }
 
+    /// pgtable's walk of `va` from CR3 on a copy of `mem`: its result and
+    /// the memory it leaves (A/D set).
+    fn fresh_walk(
+        &self,
+        mem: &FrameMem,
+        va: u64,
+        access: Access,
+    ) -> (Result<pgtable::Translation, pgtable::Fault>, FrameMem) {
+        let mut m = mem.clone();
+        let cr3 = pgtable::PhysAddr::new_truncate(self.regs.cr3 & 0x000f_ffff_ffff_f000);
+        let t = pgtable::translate(
+            &mut m,
+            cr3,
+            pgtable::VirtAddr::new(va).unwrap(),
+            access,
+            &self.cpu(),
+        );
+        (t, m)
+    }
+
     fn drop_where(&mut self, kind: usize, f: impl Fn(&Cached) -> bool) {
         self.tally.invalidations[kind] += 1;
         self.cached.retain(|e| !f(e));
@@ -420,34 +458,10 @@ impl<const F: usize> World<F> {
     /// page's access from memory `mem` with `cached` still held: the fresh
     /// walk, and each cached translation covering `va` that can answer.
     fn candidates(&self, mem: &FrameMem, cached: &[Cached], va: u64, access: Access) -> Vec<Cand> {
-        let mut fresh_mem = mem.clone();
-        let cr3 = pgtable::PhysAddr::new_truncate(self.regs.cr3 & 0x000f_ffff_ffff_f000);
-        let fresh = pgtable::translate(
-            &mut fresh_mem,
-            cr3,
-            pgtable::VirtAddr::new(va).unwrap(),
-            access,
-            &self.cpu(),
-        );
+        let (fresh, fresh_mem) = self.fresh_walk(mem, va, access);
         let pcid = self.pcid();
         let (outcome, fill) = match &fresh {
-            Ok(t) => {
-                let size_mask = t.page_size.bytes() - 1;
-                let leaf = t.leaf_entry;
-                let e = Cached {
-                    region: va & !size_mask,
-                    size_mask,
-                    frame: t.pa.as_u64() & !size_mask,
-                    pcid,
-                    global: self.regs.cr4 & CR4_PGE != 0 && leaf & 0x100 != 0,
-                    writable: t.perms.writable,
-                    user: t.perms.user,
-                    nx: t.perms.nx,
-                    dirty: leaf & 0x40 != 0,
-                    pkey: ((leaf >> 59) & 0xf) as u8,
-                };
-                (Outcome::Ok(t.pa.as_u64()), Some(e))
-            }
+            Ok(t) => (Outcome::Ok(t.pa.as_u64()), Some(self.cached_of(va, t, pcid))),
             Err(pgtable::Fault::PageFault(pf)) => {
                 (Outcome::Pf { code: pf.error_code.bits(), cr2: pf.addr.as_u64() }, None)
             }
@@ -548,15 +562,7 @@ impl<const F: usize> World<F> {
             };
         }
         // The fresh walk, on a copy of memory as it was.
-        let mut fresh_mem = before.clone();
-        let cr3 = pgtable::PhysAddr::new_truncate(self.regs.cr3 & 0x000f_ffff_ffff_f000);
-        let fresh = pgtable::translate(
-            &mut fresh_mem,
-            cr3,
-            pgtable::VirtAddr::new(va).unwrap(),
-            access,
-            &self.cpu(),
-        );
+        let (fresh, fresh_mem) = self.fresh_walk(&before, va, access);
         let fresh_o = match &fresh {
             Ok(t) => Outcome::Ok(t.pa.as_u64()),
             Err(pgtable::Fault::PageFault(pf)) => {
@@ -605,20 +611,7 @@ impl<const F: usize> World<F> {
             }
             Outcome::Ok(_) if as_fresh => {
                 if let Ok(t) = fresh {
-                    let size_mask = t.page_size.bytes() - 1;
-                    let leaf = t.leaf_entry;
-                    let e = Cached {
-                        region: va & !size_mask,
-                        size_mask,
-                        frame: t.pa.as_u64() & !size_mask,
-                        pcid,
-                        global: self.regs.cr4 & CR4_PGE != 0 && leaf & 0x100 != 0,
-                        writable: t.perms.writable,
-                        user: t.perms.user,
-                        nx: t.perms.nx,
-                        dirty: leaf & 0x40 != 0,
-                        pkey: ((leaf >> 59) & 0xf) as u8,
-                    };
+                    let e = self.cached_of(va, &t, pcid);
                     if !self.cached.contains(&e) {
                         self.cached.push(e);
                     }
