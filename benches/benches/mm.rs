@@ -404,6 +404,9 @@ fn bench_single(c: &mut Criterion, host: &Host) {
             for n in batch_sizes(iters, 4096) {
                 let mut m = machine(n + 1024 + SLACK, (n + 16) * 4096);
                 let p = process(&mut m, n, true);
+                // reclaim_into with one buffer, as a pager calling reclaim
+                // over and over would: no allocation per page.
+                let mut out = Vec::with_capacity(1);
                 total += batched(
                     &mut m,
                     n,
@@ -411,7 +414,8 @@ fn bench_single(c: &mut Criterion, host: &Host) {
                     |_, _| (),
                     |m, (), i| {
                         let va = V + i * 4096;
-                        done(m.reclaim(p, va, 4096, false).expect("reclaim"));
+                        out.clear();
+                        done(m.reclaim_into(p, va, 4096, false, &mut out).expect("reclaim"));
                         done(m.read(p, va).expect("swap in"));
                     },
                     |_, ()| (),

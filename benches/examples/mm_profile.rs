@@ -7,7 +7,9 @@
 //! default; each round a new process); prints the
 //! thread CPU time per page of the measured part. For instance
 //! `MM_PROFILE_CLOCK=wall valgrind --tool=callgrind
-//! --toggle-collect='*Machine>::write' target/release/examples/mm_profile write`.
+//! --toggle-collect='*Machine>::write' target/release/examples/mm_profile write`
+//! (the swap mode's reclaim is `reclaim_into`, so its toggle is
+//! `--toggle-collect='*Machine>::reclaim_into'`).
 #![allow(missing_docs)]
 
 use mm::{Era, Machine, MachineConfig, Outcome, Prot};
@@ -77,10 +79,12 @@ fn main() {
             }
             "swap" => {
                 touch(&mut m, p, 1);
+                let mut out = Vec::with_capacity(1);
                 let t = cpu();
                 for i in 0..pages {
                     let va = V + i * 4096;
-                    done(m.reclaim(p, va, 4096, false).expect("reclaim"));
+                    out.clear();
+                    done(m.reclaim_into(p, va, 4096, false, &mut out).expect("reclaim"));
                     done(m.read(p, va).expect("swap in"));
                 }
                 cpu() - t

@@ -64,7 +64,8 @@ impl Machine {
     /// Reclaims what `pid` maps in `[addr, addr + len)`, page by page in
     /// address order, passing over what reclaim would not take (nothing
     /// mapped, the zero page, a swap entry, a page done earlier in the
-    /// range). Stops at the first oops.
+    /// range). Stops at the first oops. [`Machine::reclaim_into`] does the
+    /// same into a buffer the caller keeps.
     pub fn reclaim(
         &mut self,
         pid: Pid,
@@ -72,18 +73,42 @@ impl Machine {
         len: u64,
         keep_cache: bool,
     ) -> Result<Outcome<Vec<ReclaimResult>>, MmError> {
+        // Sized for a small range at once (a page at a time is the common
+        // call), so that the first result does not go through a grow.
+        let pages = len.max(4096).div_ceil(4096).min(16);
+        let mut results = Vec::with_capacity(pages as usize);
+        Ok(match self.reclaim_into(pid, addr, len, keep_cache, &mut results)? {
+            Outcome::Done(()) => Outcome::Done(results),
+            Outcome::Oops(o) => Outcome::Oops(o),
+            Outcome::Segv(s) => Outcome::Segv(s),
+        })
+    }
+
+    /// [`Machine::reclaim`], appending each page's result to `out` instead
+    /// of returning a new `Vec`: a caller reclaiming over and over (a
+    /// benchmark, an emulator's pager) clears and reuses one buffer, and
+    /// the call allocates nothing once it has grown. What was in `out`
+    /// before stays and plays no part (a page is "done earlier in the
+    /// range" only by this call's results). On an oops the results of the
+    /// pages reclaimed before it are in `out`.
+    pub fn reclaim_into(
+        &mut self,
+        pid: Pid,
+        addr: u64,
+        len: u64,
+        keep_cache: bool,
+        out: &mut Vec<ReclaimResult>,
+    ) -> Result<Outcome<()>, MmError> {
         let end = Self::check_range(addr & !0xfff, len.max(4096).next_multiple_of(4096))?;
         let pml4 = self.proc(pid)?.pml4;
         let mut va = addr & !0xfff;
-        // Sized for a small range at once (a page at a time is the common
-        // call), so that the first result does not go through a grow.
-        let mut results = Vec::with_capacity(((end - va) / 4096).min(16) as usize);
+        let first = out.len();
         while va < end {
             if let Some(slot) = self.pte_slot(pml4, va)? {
                 let pte = self.read_slot(slot)?;
                 let kind = pgtable::decode(pte, Level::Pt, self.format)?;
                 if let (true, Some(pfn)) = (kind.is_present() && !pte_special(pte), kind.pfn()) {
-                    let seen = results.iter().any(|r: &ReclaimResult| match r {
+                    let seen = out[first..].iter().any(|r: &ReclaimResult| match r {
                         ReclaimResult::Freed { pfn: p, .. }
                         | ReclaimResult::KeptInSwapCache { pfn: p, .. }
                         | ReclaimResult::StillMapped { pfn: p, .. }
@@ -91,7 +116,7 @@ impl Machine {
                     });
                     if !seen && self.pages.get(pfn)?.is_anon() {
                         match self.reclaim_page(pfn, keep_cache)? {
-                            Outcome::Done(r) => results.push(r),
+                            Outcome::Done(r) => out.push(r),
                             Outcome::Oops(o) => return Ok(Outcome::Oops(o)),
                             Outcome::Segv(s) => return Ok(Outcome::Segv(s)),
                         }
@@ -100,7 +125,7 @@ impl Machine {
             }
             va += 4096;
         }
-        Ok(Outcome::Done(results))
+        Ok(Outcome::Done(()))
     }
 
     /// shrink_page_list's path for one anonymous page.

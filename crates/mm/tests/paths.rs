@@ -517,3 +517,34 @@ fn impossible_memory_sizes_are_errors() {
     let ragged = MachineConfig::new(Era::V6_18).memory(4096 * 16 + 1);
     assert!(matches!(Machine::new(ragged), Err(mm::MmError::BadConfig(_))));
 }
+
+/// `reclaim_into` appends what `reclaim` returns, leaves what the buffer
+/// held, and does not count those older results as pages done in its
+/// range.
+#[test]
+fn reclaim_into_appends_what_reclaim_returns() {
+    for era in Era::ALL {
+        let run = |into: bool| {
+            let mut m = machine(era);
+            let a = m.spawn().unwrap();
+            done(m.mmap(a, V, 3 * 4096, Prot::Rw).unwrap()).unwrap();
+            for i in 0..3 {
+                done(m.write(a, V + i * 4096, 0x40 + i as u8).unwrap());
+            }
+            let r = if into {
+                let mut out = vec![mm::ReclaimResult::NoSwapSpace { pfn: Pfn(pfn(&m, a, V)) }];
+                done(m.reclaim_into(a, V, 3 * 4096, false, &mut out).unwrap());
+                assert_eq!(out.len(), 4, "{era}");
+                out.split_off(1)
+            } else {
+                done(m.reclaim(a, V, 3 * 4096, false).unwrap())
+            };
+            clean(&m);
+            (r, (0..3).map(|i| raw(&m, a, V + i * 4096)).collect::<Vec<_>>())
+        };
+        let (plain, ptes) = run(false);
+        assert_eq!(plain.len(), 3, "{era}");
+        assert!(plain.iter().all(|r| matches!(r, mm::ReclaimResult::Freed { .. })), "{era}");
+        assert_eq!(run(true), (plain, ptes), "{era}");
+    }
+}
