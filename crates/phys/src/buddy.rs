@@ -355,6 +355,12 @@ impl FrameAllocator {
     /// refcount of 1 on the first frame: the caller's reference, as
     /// `alloc_pages` returns it. The frames' contents are not zeroed.
     pub fn alloc(&mut self, order: u32, pages: &mut PageDescs) -> Result<Pfn, PhysError> {
+        if order == 0 {
+            // The single frame every fault and swap-in takes, with the
+            // split and the descriptor for order 0 known at compile time.
+            self.check_descs(pages)?;
+            return self.alloc_single(pages);
+        }
         check_order(order)?;
         self.check_descs(pages)?;
         let Some((pfn, taken)) = self.lowest_fitting(order) else {
@@ -401,6 +407,17 @@ impl FrameAllocator {
             }
         };
         Ok((Pfn(pfn), next.map(Pfn)))
+    }
+
+    /// An order-0 [`Self::alloc`] for descriptors `check_descs` accepted.
+    #[inline(always)]
+    fn alloc_single(&mut self, pages: &mut PageDescs) -> Result<Pfn, PhysError> {
+        let Some((pfn, taken)) = self.lowest_fitting(0) else {
+            return Err(PhysError::OutOfMemory { order: 0 });
+        };
+        self.take(pfn, taken, 0);
+        *pages.get_mut(Pfn(pfn))? = PageDesc { refcount: 1, ..PageDesc::default() };
+        Ok(Pfn(pfn))
     }
 
     /// Takes the free block of order `taken` at `pfn` for an allocation of
@@ -477,16 +494,16 @@ impl FrameAllocator {
     /// [`PAGE_FLAGS_CHECK_AT_FREE`], or a non-anonymous `mapping`. An
     /// anonymous `mapping` is cleared, as `free_pages_prepare` does.
     pub fn free(&mut self, pfn: Pfn, order: u32, pages: &mut PageDescs) -> Result<(), PhysError> {
+        if order == 0 {
+            return self.free_single(pfn, pages);
+        }
         check_order(order)?;
         self.check_descs(pages)?;
         if pfn.as_u64() >= self.frames {
             return Err(PhysError::NoSuchFrame { pfn, frames: self.frames });
         }
-        match self.allocated_order(pfn) {
-            Some(o) if o == order => {}
-            Some(o) => return Err(PhysError::OrderMismatch { pfn, allocated: o, freed: order }),
-            None if self.is_free(pfn) => return Err(PhysError::DoubleFree { pfn, order }),
-            None => return Err(PhysError::NotAllocated { pfn, order }),
+        if self.allocated_order(pfn) != Some(order) {
+            return Err(self.free_refused(pfn, order));
         }
         for i in 0..block_frames(order) {
             let f = Pfn(pfn.as_u64() + i);
@@ -513,8 +530,60 @@ impl FrameAllocator {
             *pages.get_mut(Pfn(pfn.as_u64() + i))? =
                 PageDesc { flags: PageFlags::BUDDY, ..PageDesc::default() };
         }
-        let mut p = pfn.as_u64();
-        let mut o = order;
+        self.merge_and_insert(pfn.as_u64(), order);
+        Ok(())
+    }
+
+    /// An order-0 [`Self::free`] (the frame every reclaim, zap and COW
+    /// gives back): the same checks and merges, one descriptor instead of
+    /// a loop over the block's.
+    fn free_single(&mut self, pfn: Pfn, pages: &mut PageDescs) -> Result<(), PhysError> {
+        self.check_descs(pages)?;
+        let p = pfn.as_u64();
+        // `block` has one byte per frame: no byte, no such frame.
+        let Some(&b) = usize::try_from(p).ok().and_then(|i| self.block.get(i)) else {
+            return Err(PhysError::NoSuchFrame { pfn, frames: self.frames });
+        };
+        if b != 1 {
+            return Err(self.free_refused(pfn, 0));
+        }
+        // `check_descs` made sure the descriptors cover every frame.
+        let d = pages.get_mut(pfn)?;
+        let reason = if d.mapcount != 0 {
+            Some("nonzero mapcount")
+        } else if d.refcount > 1 {
+            Some("nonzero refcount")
+        } else if d.flags.intersects(PAGE_FLAGS_CHECK_AT_FREE) {
+            Some("a flag that must be clear at free is set")
+        } else if d.mapping != 0 && d.mapping & PAGE_MAPPING_ANON == 0 {
+            Some("non-anonymous mapping still set")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(PhysError::BadPageState { pfn, reason });
+        }
+        *d = PageDesc { flags: PageFlags::BUDDY, ..PageDesc::default() };
+        self.block[p as usize] = 0;
+        self.merge_and_insert(p, 0);
+        Ok(())
+    }
+
+    /// Why a block that is not a live block of `order` at `pfn` cannot be
+    /// freed.
+    #[cold]
+    fn free_refused(&self, pfn: Pfn, order: u32) -> PhysError {
+        match self.allocated_order(pfn) {
+            Some(o) => PhysError::OrderMismatch { pfn, allocated: o, freed: order },
+            None if self.is_free(pfn) => PhysError::DoubleFree { pfn, order },
+            None => PhysError::NotAllocated { pfn, order },
+        }
+    }
+
+    /// Merges the free block of `order` at `p` with its free buddies and
+    /// puts the result on its free list.
+    #[inline(always)]
+    fn merge_and_insert(&mut self, mut p: u64, mut o: u32) {
         while o < MAX_ORDER {
             let buddy = p ^ block_frames(o);
             if !self.is_free_block(buddy, o) {
@@ -525,7 +594,6 @@ impl FrameAllocator {
             o += 1;
         }
         self.insert_free(p, o);
-        Ok(())
     }
 
     /// Number of free blocks of `order` (0 for an order beyond [`MAX_ORDER`]).
@@ -693,6 +761,50 @@ mod tests {
         assert!(matches!(
             a.free(p, 1, &mut pages),
             Err(PhysError::DoubleFree { pfn: Pfn(0), order: 1 })
+        ));
+    }
+
+    #[test]
+    fn single_frame_frees_are_checked() {
+        let (mut a, mut pages) = setup(8);
+        let p = a.alloc(0, &mut pages).unwrap();
+        let q = a.alloc(0, &mut pages).unwrap();
+        assert_eq!((p, q), (Pfn(0), Pfn(1)));
+        type Spoil = fn(&mut PageDesc);
+        let bad: [(Spoil, &str); 4] = [
+            (|d| d.mapcount = 1, "nonzero mapcount"),
+            (|d| d.refcount = 2, "nonzero refcount"),
+            (|d| d.flags.insert(PageFlags::LRU), "a flag that must be clear at free is set"),
+            (|d| d.mapping = 0x1000, "non-anonymous mapping still set"),
+        ];
+        for (spoil, why) in bad {
+            let before = *pages.get(p).unwrap();
+            spoil(pages.get_mut(p).unwrap());
+            match a.free(p, 0, &mut pages) {
+                Err(PhysError::BadPageState { pfn, reason }) => assert_eq!((pfn, reason), (p, why)),
+                other => panic!("{why}: {other:?}"),
+            }
+            assert_eq!(a.allocated_order(p), Some(0));
+            *pages.get_mut(p).unwrap() = before;
+        }
+        // An anonymous mapping is cleared; the frame merges with its free
+        // buddy only when that one is free too.
+        pages.get_mut(p).unwrap().mapping = 0x1000 | PAGE_MAPPING_ANON;
+        a.free(p, 0, &mut pages).unwrap();
+        assert_eq!(
+            *pages.get(p).unwrap(),
+            PageDesc { flags: PageFlags::BUDDY, ..PageDesc::default() }
+        );
+        assert_eq!(counts(&a, 4), vec![1, 1, 1, 0]);
+        a.free(q, 0, &mut pages).unwrap();
+        assert_eq!(counts(&a, 4), vec![0, 0, 0, 1]);
+        assert!(matches!(
+            a.free(q, 0, &mut pages),
+            Err(PhysError::DoubleFree { pfn: Pfn(1), order: 0 })
+        ));
+        assert!(matches!(
+            a.free(Pfn(1 << 40), 0, &mut pages),
+            Err(PhysError::NoSuchFrame { frames: 8, .. })
         ));
     }
 
