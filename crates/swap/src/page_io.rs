@@ -14,6 +14,7 @@ use phys::{FrameBytes, PageDescs, PageFlags, PhysMemory};
 use crate::Swap;
 use crate::entry::SwpEntry;
 use crate::error::SwapError;
+use crate::swap_state::cached_device;
 
 impl Swap {
     /// `swap_writepage`: writes swap-cache page `pfn` to the slot its
@@ -54,8 +55,8 @@ impl Swap {
         mem: &mut PhysMemory,
         pages: &PageDescs,
     ) -> Result<SwpEntry, SwapError> {
-        let entry = self.page_swap_entry(pfn, pages)?;
-        self.device_mut(entry.swap_type())?.write_slot_exclusive(entry.offset(), mem, pfn)?;
+        let (entry, dev) = cached_device(&mut self.devices, pfn, pages.get(pfn)?)?;
+        dev.write_slot_exclusive(entry.offset(), mem, pfn)?;
         Ok(entry)
     }
 
@@ -68,9 +69,10 @@ impl Swap {
         mem: &mut PhysMemory,
         pages: &mut PageDescs,
     ) -> Result<SwpEntry, SwapError> {
-        let entry = self.page_swap_entry(pfn, pages)?;
-        self.device_mut(entry.swap_type())?.read_slot_exclusive(entry.offset(), mem, pfn)?;
-        pages.get_mut(pfn)?.flags.insert(PageFlags::UPTODATE);
+        let desc = pages.get_mut(pfn)?;
+        let (entry, dev) = cached_device(&mut self.devices, pfn, desc)?;
+        dev.read_slot_exclusive(entry.offset(), mem, pfn)?;
+        desc.flags.insert(PageFlags::UPTODATE);
         Ok(entry)
     }
 

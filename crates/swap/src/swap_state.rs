@@ -12,11 +12,11 @@
 //! query, and a caller that keeps the page takes its own reference.
 
 use pgtable::Pfn;
-use phys::{PageDescs, PageFlags};
+use phys::{PageDesc, PageDescs, PageFlags};
 
-use crate::Swap;
 use crate::entry::SwpEntry;
 use crate::error::SwapError;
+use crate::{Swap, SwapDevice};
 
 /// What leaving the swap cache did, for the caller to act on.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -32,6 +32,30 @@ pub struct CacheRelease {
     pub last_reference: bool,
 }
 
+/// [`Swap::page_swap_entry`]'s checks, returning the device the entry
+/// names as well, so that a caller goes on with the slot without finding
+/// the device again: the page is in the swap cache, its `private` word is
+/// an entry, and the cache holds this page for that entry (a missing
+/// device is a mismatch, as a cache lookup finding nothing is).
+#[inline]
+pub(crate) fn cached_device<'a>(
+    devices: &'a mut [Option<SwapDevice>],
+    pfn: Pfn,
+    desc: &PageDesc,
+) -> Result<(SwpEntry, &'a mut SwapDevice), SwapError> {
+    if !desc.flags.contains(PageFlags::SWAPCACHE) {
+        return Err(SwapError::PageNotInSwapCache(pfn));
+    }
+    let entry = match SwpEntry::from_raw(desc.private) {
+        Ok(e) => e,
+        Err(_) => return Err(SwapError::BadPrivate { pfn, private: desc.private }),
+    };
+    match devices.get_mut(usize::from(entry.swap_type())).and_then(Option::as_mut) {
+        Some(d) if d.cached(entry.offset()) == Some(pfn) => Ok((entry, d)),
+        _ => Err(SwapError::CacheMismatch { entry, pfn }),
+    }
+}
+
 impl Swap {
     /// `add_to_swap_cache`: `pfn` becomes the cached copy of `entry`.
     ///
@@ -45,25 +69,8 @@ impl Swap {
         pfn: Pfn,
         pages: &mut PageDescs,
     ) -> Result<(), SwapError> {
-        if !self.swap_has_cache(entry)? {
-            return Err(SwapError::NoCacheFlag(entry));
-        }
-        if self.lookup_swap_cache(entry).is_some() {
-            return Err(SwapError::CacheExists(entry));
-        }
-        let desc = pages.get_mut(pfn)?;
-        if desc.flags.contains(PageFlags::SWAPCACHE) {
-            let entry = SwpEntry::from_raw(desc.private)
-                .map_err(|_| SwapError::BadPrivate { pfn, private: desc.private })?;
-            return Err(SwapError::PageInSwapCache { pfn, entry });
-        }
-        let Some(refcount) = desc.refcount.checked_add(1) else {
-            return Err(SwapError::RefcountOverflow(pfn));
-        };
-        desc.refcount = refcount;
-        desc.flags.insert(PageFlags::SWAPCACHE);
-        desc.private = entry.raw();
-        self.device_mut(entry.swap_type())?.set_cached(entry.offset(), Some(pfn));
+        let dev = self.device_mut(entry.swap_type())?;
+        cache_insert(dev, entry, pfn, pages)?;
         self.cached += 1;
         Ok(())
     }
@@ -141,30 +148,11 @@ impl Swap {
         pfn: Pfn,
         pages: &mut PageDescs,
     ) -> Result<CacheRelease, SwapError> {
-        let entry = self.page_swap_entry(pfn, pages)?;
-        self.delete_checked(pfn, entry, pages)
-    }
-
-    /// [`Self::delete_from_swap_cache`] for an `entry` that
-    /// `page_swap_entry` just returned for `pfn`.
-    fn delete_checked(
-        &mut self,
-        pfn: Pfn,
-        entry: SwpEntry,
-        pages: &mut PageDescs,
-    ) -> Result<CacheRelease, SwapError> {
-        // Check everything that can fail before changing anything.
-        if pages.get(pfn)?.refcount == 0 {
-            return Err(SwapError::RefcountUnderflow(pfn));
-        }
-        if !self.swap_has_cache(entry)? {
-            return Err(SwapError::DoubleFree { entry, what: "swap cache flag" });
-        }
-        self.delete_entry(pfn, entry, pages)?;
-        let slot_freed = self.put_swap_folio(entry)?;
         let desc = pages.get_mut(pfn)?;
-        desc.refcount -= 1;
-        Ok(CacheRelease { pfn, entry, slot_freed, last_reference: desc.refcount == 0 })
+        let (entry, dev) = cached_device(&mut self.devices, pfn, desc)?;
+        let release = cache_remove(dev, entry, pfn, desc)?;
+        self.cached -= 1;
+        Ok(release)
     }
 
     /// vmscan's `add_to_swap`: allocates a slot (SWAP_HAS_CACHE set), adds
@@ -191,16 +179,17 @@ impl Swap {
         pfn: Pfn,
         pages: &mut PageDescs,
     ) -> Result<Option<CacheRelease>, SwapError> {
-        let desc = pages.get(pfn)?;
+        let desc = pages.get_mut(pfn)?;
         if !desc.flags.contains(PageFlags::SWAPCACHE) || desc.flags.contains(PageFlags::WRITEBACK) {
             return Ok(None);
         }
-        let entry = self.page_swap_entry(pfn, pages)?;
-        if self.swp_swapcount(entry)? != 0 {
+        let (entry, dev) = cached_device(&mut self.devices, pfn, desc)?;
+        if dev.swap_map().full_count(entry.offset())? != 0 {
             return Ok(None);
         }
-        let release = self.delete_checked(pfn, entry, pages)?;
-        pages.get_mut(pfn)?.flags.insert(PageFlags::DIRTY);
+        let release = cache_remove(dev, entry, pfn, desc)?;
+        self.cached -= 1;
+        desc.flags.insert(PageFlags::DIRTY);
         Ok(Some(release))
     }
 
@@ -225,4 +214,70 @@ impl Swap {
         let unmapped = pages.get(pfn)?.mapcount == 0;
         if unmapped || self.vm_swap_full() { self.folio_free_swap(pfn, pages) } else { Ok(None) }
     }
+}
+
+/// `add_to_swap_cache` on the device `entry` names, found by the caller:
+/// checks, in order, that the slot carries SWAP_HAS_CACHE, that the cache
+/// holds no page for it, and that the page is in no swap cache and can
+/// take a reference; then sets PG_swapcache, `private` and the table's
+/// entry and takes the reference. Nothing changes on an error. The caller
+/// counts the cached page.
+#[inline]
+fn cache_insert(
+    dev: &mut SwapDevice,
+    entry: SwpEntry,
+    pfn: Pfn,
+    pages: &mut PageDescs,
+) -> Result<(), SwapError> {
+    let offset = entry.offset();
+    if !dev.swap_map().has_cache(offset)? {
+        return Err(SwapError::NoCacheFlag(entry));
+    }
+    if dev.cached(offset).is_some() {
+        return Err(SwapError::CacheExists(entry));
+    }
+    let desc = pages.get_mut(pfn)?;
+    if desc.flags.contains(PageFlags::SWAPCACHE) {
+        let entry = SwpEntry::from_raw(desc.private)
+            .map_err(|_| SwapError::BadPrivate { pfn, private: desc.private })?;
+        return Err(SwapError::PageInSwapCache { pfn, entry });
+    }
+    let Some(refcount) = desc.refcount.checked_add(1) else {
+        return Err(SwapError::RefcountOverflow(pfn));
+    };
+    desc.refcount = refcount;
+    desc.flags.insert(PageFlags::SWAPCACHE);
+    desc.private = entry.raw();
+    dev.set_cached(offset, Some(pfn));
+    Ok(())
+}
+
+/// `delete_from_swap_cache` on the device `entry` names, for a page the
+/// caller found cached there under `entry` (`desc` is its descriptor):
+/// checks that the page holds a reference and the slot SWAP_HAS_CACHE,
+/// then takes the page out of the cache (PG_swapcache, `private`, the
+/// table's entry), drops the slot's SWAP_HAS_CACHE (`put_swap_folio`,
+/// freeing the slot if no swap PTE names it) and the cache's reference.
+/// Nothing changes on an error. The caller uncounts the cached page.
+#[inline]
+fn cache_remove(
+    dev: &mut SwapDevice,
+    entry: SwpEntry,
+    pfn: Pfn,
+    desc: &mut PageDesc,
+) -> Result<CacheRelease, SwapError> {
+    let offset = entry.offset();
+    // Check everything that can fail before changing anything.
+    if desc.refcount == 0 {
+        return Err(SwapError::RefcountUnderflow(pfn));
+    }
+    if !dev.swap_map().has_cache(offset)? {
+        return Err(SwapError::DoubleFree { entry, what: "swap cache flag" });
+    }
+    desc.flags.remove(PageFlags::SWAPCACHE);
+    desc.private = 0;
+    dev.set_cached(offset, None);
+    let slot_freed = dev.swap_map_mut().put_cache(offset)?;
+    desc.refcount -= 1;
+    Ok(CacheRelease { pfn, entry, slot_freed, last_reference: desc.refcount == 0 })
 }

@@ -311,3 +311,55 @@ fn exclusive_page_io_moves_the_same_bytes_and_the_cache_lists_in_entry_order() {
     assert_eq!(swap.swap_cache().collect::<Vec<_>>(), vec![(a, r), (b, q)]);
     assert_eq!(swap.swap_cache_len(), 2);
 }
+
+/// A page whose descriptor and the cache disagree, or that holds no
+/// reference, is refused by every path that leaves the cache or does I/O
+/// on it, with nothing changed.
+#[test]
+fn cache_paths_check_the_page_against_the_cache() {
+    let mut phys = Phys::new(16 * PAGE_SIZE).unwrap();
+    let mut swap = Swap::new();
+    swap.swapon(SwapDevice::anonymous(0, 8).unwrap()).unwrap();
+    let p = phys.alloc(0).unwrap();
+    let q = phys.alloc(0).unwrap();
+    let a = swap.add_to_swap(p, &mut phys.pages).unwrap();
+    // q claims p's entry without being in the cache under it.
+    {
+        let d = phys.pages.get_mut(q).unwrap();
+        d.flags.insert(PageFlags::SWAPCACHE);
+        d.private = a.raw();
+    }
+    let before = (*phys.pages.get(p).unwrap(), *phys.pages.get(q).unwrap());
+    let mismatch = |r: Result<(), SwapError>| {
+        assert!(
+            matches!(r, Err(SwapError::CacheMismatch { entry, pfn }) if entry == a && pfn == q),
+            "{r:?}"
+        );
+    };
+    mismatch(swap.delete_from_swap_cache(q, &mut phys.pages).map(|_| ()));
+    mismatch(swap.folio_free_swap(q, &mut phys.pages).map(|_| ()));
+    mismatch(swap.swap_writepage_exclusive(q, &mut phys.mem, &phys.pages).map(|_| ()));
+    mismatch(swap.swap_readpage_exclusive(q, &mut phys.mem, &mut phys.pages).map(|_| ()));
+    // A private word that is no entry.
+    phys.pages.get_mut(q).unwrap().private = u64::MAX;
+    assert!(matches!(
+        swap.delete_from_swap_cache(q, &mut phys.pages),
+        Err(SwapError::BadPrivate { pfn, private: u64::MAX }) if pfn == q
+    ));
+    phys.pages.get_mut(q).unwrap().private = a.raw();
+    // p without a reference: the cache's cannot be dropped.
+    phys.pages.get_mut(p).unwrap().refcount = 0;
+    assert!(matches!(
+        swap.delete_from_swap_cache(p, &mut phys.pages),
+        Err(SwapError::RefcountUnderflow(x)) if x == p
+    ));
+    phys.pages.get_mut(p).unwrap().refcount = before.0.refcount;
+    assert_eq!((*phys.pages.get(p).unwrap(), *phys.pages.get(q).unwrap()), before);
+    assert_eq!(swap.lookup_swap_cache(a), Some(p));
+    assert_eq!(swap.swap_map_value(a).unwrap(), SWAP_HAS_CACHE);
+    assert_eq!(swap.swap_cache_len(), 1);
+    // And the real page leaves as it should.
+    let r = swap.delete_from_swap_cache(p, &mut phys.pages).unwrap();
+    assert!(r.slot_freed && !r.last_reference);
+    assert_eq!((swap.lookup_swap_cache(a), swap.swap_cache_len()), (None, 0));
+}
