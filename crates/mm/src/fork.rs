@@ -73,6 +73,8 @@ impl Machine {
             let id = self.new_vma_id();
             let cv = Vma { id, ..pv };
             self.rmap.vma_dup(id, pv.id)?;
+            // dup_mmap: tmp->vm_mm = mm.
+            self.rmap.vma_set_mm(id, crate::machine::vm_mm(cpml4))?;
             self.vma_owner.insert(id, child);
             self.proc_mut(child)?.vmas.insert(cv.start, cv);
             if let RmapResult::Oops(o) = rmap_res(self.rmap.anon_vma_fork(id, pv.id))? {

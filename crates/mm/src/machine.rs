@@ -468,6 +468,7 @@ impl Machine {
         let id = self.new_vma_id();
         let pgoff = addr >> 12;
         self.rmap.vma_register(id, VmaRange::new(addr, pgoff, len >> 12)?)?;
+        self.rmap.vma_set_mm(id, vm_mm(self.proc(pid)?.pml4))?;
         self.vma_owner.insert(id, pid);
         self.proc_mut(pid)?.vmas.insert(addr, Vma { start: addr, end, prot, pgoff, id, account });
         Ok(Outcome::Done(Ok(())))
@@ -490,6 +491,7 @@ impl Machine {
             id: new_id,
             account: vma.account,
         };
+        // vm_area_dup: the same vm_mm as the VMA split.
         self.rmap.vma_dup(new_id, vma.id)?;
         self.rmap.vma_set_range(new_id, VmaRange::new(upper.start, upper.pgoff, upper.pages())?)?;
         if let RmapResult::Oops(o) = rmap_res(self.rmap.anon_vma_clone(new_id, vma.id))? {
@@ -536,4 +538,18 @@ impl Machine {
         }
         self.split_vma(pid, end)
     }
+}
+
+/// The word rmap keeps as a VMA's `vm_mm` ([`rmap::VmaRmap::mm`]): the
+/// owning process's PML4 frame, what page_vma_mapped_walk starts from
+/// (`vma->vm_mm->pgd`). A process keeps its PML4 for as long as it has
+/// VMAs (execve unmaps them all before it changes the PML4). Frame 0 is
+/// the zero page, so no PML4 is 0, rmap's "not set".
+pub(crate) fn vm_mm(pml4: Pfn) -> u64 {
+    pml4.as_u64()
+}
+
+/// The PML4 a VMA's `vm_mm` word names, `None` when it was never set.
+pub(crate) fn vm_mm_pml4(mm: u64) -> Option<Pfn> {
+    (mm != 0).then_some(Pfn(mm))
 }

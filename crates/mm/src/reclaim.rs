@@ -191,7 +191,7 @@ impl Machine {
         }
         let entry = crate::swap_state::private_entry(self.pages.get(pfn)?.private)?;
         for &hit in hits.iter() {
-            let Some(slot) = self.hit_slot(hit.vma, hit.address)? else { continue };
+            let Some(slot) = self.hit_slot(hit)? else { continue };
             let pteval = self.read_slot(slot)?;
             let kind = pgtable::decode(pteval, Level::Pt, self.format)?;
             if !kind.is_present() || pte_special(pteval) || kind.pfn() != Some(pfn) {
@@ -230,16 +230,12 @@ impl Machine {
         Ok(Outcome::Done(()))
     }
 
-    /// The PTE slot of an rmap hit: the owning process's table for the
-    /// address, if the tables exist.
-    fn hit_slot(
-        &self,
-        vma: rmap::VmaId,
-        address: u64,
-    ) -> Result<Option<pgtable::PhysAddr>, MmError> {
-        let Some(pid) = self.vma_owner.get(&vma) else { return Ok(None) };
-        let pml4 = self.proc(*pid)?.pml4;
-        self.pte_slot(pml4, address)
+    /// The PTE slot of an rmap hit: page_vma_mapped_walk from the VMA's
+    /// vm_mm (its owner's PML4, which the hit carries) down to the
+    /// address's PTE, if the tables exist.
+    fn hit_slot(&self, hit: rmap::RmapHit) -> Result<Option<pgtable::PhysAddr>, MmError> {
+        let Some(pml4) = crate::machine::vm_mm_pml4(hit.mm) else { return Ok(None) };
+        self.pte_slot(pml4, hit.address)
     }
 
     /// `rmap-walk`: what page_referenced does to the page `pid` maps at
@@ -263,7 +259,7 @@ impl Machine {
             let Some(&owner) = self.vma_owner.get(&hit.vma) else { continue };
             let mut w =
                 WalkHit { pid: owner, address: hit.address, mapped: false, referenced: false };
-            if let Some(slot) = self.hit_slot(hit.vma, hit.address)? {
+            if let Some(slot) = self.hit_slot(hit)? {
                 let v = self.read_slot(slot)?;
                 let kind = pgtable::decode(v, Level::Pt, self.format)?;
                 if matches!(kind, EntryKind::Present(_)) && kind.pfn() == Some(pfn) {

@@ -548,3 +548,36 @@ fn reclaim_into_appends_what_reclaim_returns() {
         assert_eq!(run(true), (plain, ptes), "{era}");
     }
 }
+
+/// Every VMA's rmap record names its owner's page tables (vm_mm): after
+/// mmap, a split (mprotect of half), fork and execve; try_to_unmap reaches
+/// the PTEs through it.
+#[test]
+fn rmap_vm_mm_is_the_owners_pml4() {
+    for era in Era::ALL {
+        let mut m = machine(era);
+        let a = m.spawn().unwrap();
+        done(m.mmap(a, V, 4 * 4096, Prot::Rw).unwrap()).unwrap();
+        done(m.write(a, V, 1).unwrap());
+        done(m.mprotect(a, V + 2 * 4096, 2 * 4096, Prot::R).unwrap()).unwrap();
+        let b = done(m.fork(a).unwrap());
+        let c = done(m.fork(b).unwrap());
+        done(m.execve(c).unwrap());
+        done(m.mmap(c, V, 4096, Prot::Rw).unwrap()).unwrap();
+        let mut seen = 0;
+        for p in [a, b, c] {
+            for v in m.vmas(p).unwrap() {
+                let rec = m.rmap().vma(v.id).unwrap();
+                assert_eq!(rec.mm, m.cr3(p).unwrap().0, "{era} {p} {v:?}");
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 5, "{era}");
+        // The shared page is unmapped from both of its processes.
+        let r = done(m.reclaim(a, V, 4096, false).unwrap());
+        assert!(matches!(r[..], [mm::ReclaimResult::Freed { .. }]), "{era} {r:?}");
+        assert!(m.pte(a, V).unwrap().kind.as_swap().is_some(), "{era}");
+        assert!(m.pte(b, V).unwrap().kind.as_swap().is_some(), "{era}");
+        clean(&m);
+    }
+}

@@ -202,6 +202,12 @@ pub struct VmaRmap {
     pub range: VmaRange,
     /// vma->anon_vma: where this VMA's own new pages go.
     pub anon_vma: Option<AnonVmaHandle>,
+    /// vma->vm_mm: the address space the VMA belongs to, as a word the
+    /// caller chose ([`crate::Rmap::vma_set_mm`]; 0 until set). rmap never
+    /// reads it; an rmap walk hands it on with each hit, so that the
+    /// caller reaches the VMA's page tables as page_vma_mapped_walk does,
+    /// through the VMA itself.
+    pub mm: u64,
     pub(crate) chain: VecDeque<AvcId>,
 }
 

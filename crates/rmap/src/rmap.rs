@@ -290,16 +290,29 @@ impl Rmap {
         if self.vmas.contains_key(&id) {
             return Err(RmapError::VmaExists(id));
         }
-        self.vmas.insert(id, VmaRmap { range, anon_vma: None, chain: VecDeque::new() });
+        self.vmas.insert(id, VmaRmap { range, anon_vma: None, mm: 0, chain: VecDeque::new() });
         Ok(())
     }
 
+    /// Sets a VMA's `vm_mm` word (see [`VmaRmap::mm`]).
+    pub fn vma_set_mm(&mut self, id: VmaId, mm: u64) -> Result<(), RmapError> {
+        match self.vmas.get_mut(&id) {
+            Some(rec) => {
+                rec.mm = mm;
+                Ok(())
+            }
+            None => Err(RmapError::NoSuchVma(id)),
+        }
+    }
+
     /// vm_area_dup: register `dst` as a copy of `src` (same range, same
-    /// vma->anon_vma pointer) with an empty chain, as __split_vma and
-    /// dup_mmap start. Follow with anon_vma_clone or anon_vma_fork.
+    /// vma->anon_vma pointer, same vm_mm) with an empty chain, as
+    /// __split_vma and dup_mmap start (dup_mmap then sets the child's
+    /// vm_mm). Follow with anon_vma_clone or anon_vma_fork.
     pub fn vma_dup(&mut self, dst: VmaId, src: VmaId) -> Result<(), RmapError> {
         let s = self.vma(src)?;
-        let rec = VmaRmap { range: s.range, anon_vma: s.anon_vma, chain: VecDeque::new() };
+        let rec =
+            VmaRmap { range: s.range, anon_vma: s.anon_vma, mm: s.mm, chain: VecDeque::new() };
         if self.vmas.contains_key(&dst) {
             return Err(RmapError::VmaExists(dst));
         }

@@ -15,6 +15,8 @@ pub struct RmapHit {
     pub vma: VmaId,
     /// vma_address(page, vma).
     pub address: u64,
+    /// The VMA's vm_mm word ([`crate::VmaRmap::mm`]).
+    pub mm: u64,
 }
 
 impl Rmap {
@@ -49,9 +51,9 @@ impl Rmap {
         // more than the rest of the walk).
         let starts_by_index = |k: &&LinkKey| k.pgoff_start <= index;
         for key in av.links.iter().take_while(starts_by_index).filter(|k| k.pgoff_last >= index) {
-            let range = self.vma(key.vma)?.range;
-            if let Some(address) = range.address_of(index) {
-                hits.push(RmapHit { vma: key.vma, address });
+            let rec = self.vma(key.vma)?;
+            if let Some(address) = rec.range.address_of(index) {
+                hits.push(RmapHit { vma: key.vma, address, mm: rec.mm });
             }
         }
         Ok(())
