@@ -3,7 +3,8 @@
 //! SDM (vol. 3A, 4.10) defines it, over ptemu-pgtable's hardware walk.
 //!
 //! - [`Mmu`]: construction from a [`Config`] (main-table size, PCID contexts,
-//!   MAXPHYADDR, [`StalePolicy`]), with [`Mmu::new`] or, for a first level
+//!   MAXPHYADDR, [`StalePolicy`], the sizes of the paging-structure
+//!   caches), with [`Mmu::new`] or, for a first level
 //!   of another compile-time size, [`Mmu::with_first_level`];
 //!   [`Mmu::translate`],
 //!   [`Mmu::translate_sized`], [`Mmu::read`], [`Mmu::write`], [`Mmu::fetch`]
@@ -20,8 +21,9 @@
 //!   a rust-vmm `GuestMemoryMmap`, and `MmuIommu`, the MMU as vm-memory's
 //!   `Iommu` so that `IommuMemory` is addressed by guest-virtual address.
 //!
-//! The module [`mod@mmu`] explains the TLB's layout, how fills, the Dirty
-//! bit and large pages are handled, and what stale entries do.
+//! The module [`mod@mmu`] explains the TLB's layout, the paging-structure
+//! caches, how fills, the Dirty bit and large pages are handled, and what
+//! stale entries do.
 //!
 //! The crate is `no_std` (it needs `alloc` for the tables) and has no
 //! `unsafe`.
@@ -49,7 +51,7 @@ pub use mem::GuestMem;
 pub use mmu::Bug;
 pub use mmu::{
     CachedEntry, Config, ConfigError, Flushes, Invpcid, L1_SLOTS, MAX_ACCESS, MAX_L1_SLOTS, Mmu,
-    Mode, Span, StalePolicy, Stats, VICTIMS,
+    Mode, PscEntry, PscLevel, PscStats, Span, StalePolicy, Stats, VICTIMS,
 };
 /// The page-table crate this MMU walks with (its tables, mapper and `PhysMem`).
 pub use pgtable;

@@ -62,6 +62,45 @@
 //! compare-exchange before the entry is filled; so every fault and every
 //! A/D update comes from the one walk.
 //!
+//! # Paging-structure caches
+//!
+//! As the SDM (vol. 3A, 4.10.3) describes and Intel's cores do, the MMU
+//! keeps, per PCID context, a PML4 cache (tagged by address bits 47:39), a
+//! PDPTE cache (bits 47:30) and a PDE cache (bits 47:21). An entry holds
+//! what the SDM says one holds: the next table's physical address, the R/W
+//! and U/S of the entries from the PML4E down to it ANDed, their XD ORed.
+//! Each cache is direct-mapped by the low bits of its tag, sized by
+//! [`Config::pml4_cache`], [`Config::pdpte_cache`] and
+//! [`Config::pde_cache`] (defaults 4, 4 and 32; all 0 is QEMU's behaviour,
+//! every miss walking from CR3).
+//!
+//! A TLB miss probes the PDE cache, then the PDPTE cache, then the PML4
+//! cache, and the read-only walk starts below the first hit (else at
+//! CR3), reading only the lower levels, combining the cached permissions
+//! with theirs, and filling the caches for the levels it read. Entries
+//! are created only from entries that are present, accessed and free of
+//! reserved bits, never for a PDPTE or PDE that maps a page. When the walk
+//! from a cached entry does not complete without writing (an entry below
+//! not present or not accessed, a D to set, the access denied), the MMU
+//! runs pgtable's walk from CR3, which raises the #PF or sets A/D: a CPU
+//! may drop any paging-structure-cache entry at any time, so walking from
+//! memory is always allowed. (A CPU might instead continue from the
+//! cached entry and set A/D below it; the MMU does not.)
+//!
+//! Invalidation (SDM 4.10.4.1): INVLPG empties the current PCID's caches
+//! whatever the address; INVPCID types 0 and 1 empty the named PCID's
+//! (for type 0 the SDM allows all of them), types 2 and 3 every PCID's; a
+//! MOV to CR3 empties those of the PCID it loads unless bit 63 is set with
+//! CR4.PCIDE=1; every CR0, CR4 and EFER write that flushes the TLB
+//! empties them at least as widely; a #PF drops the entries a walk of its
+//! address would use; a context reused for another PCID starts empty.
+//! Global pages play no part: there are no global paging-structure-cache
+//! entries. So a guest that edits or frees an upper-level entry without
+//! the invalidation keeps seeing the old entry for other pages under it,
+//! as on real hardware (the bug class Linux's `tlb_remove_table` exists
+//! for). [`Mmu::psc_entry`] shows an entry; [`Stats::psc`] counts where
+//! walks started.
+//!
 //! # What a cached entry does that a walk would not (SDM 4.10.4.3)
 //!
 //! An entry stays until an invalidation covers it, a conflicting fill
@@ -148,15 +187,44 @@ pub struct Config {
     pub maxphyaddr: u8,
     /// What a cached entry that forbids an access does.
     pub stale: StalePolicy,
+    /// Entries of the PML4 cache (SDM 4.10.3) per PCID context: a power of
+    /// two up to 512, or 0 for none. Direct-mapped by the low bits of the
+    /// address's bits 47:39.
+    pub pml4_cache: usize,
+    /// Entries of the PDPTE cache per PCID context: a power of two up to
+    /// 4096, or 0 for none. Direct-mapped by the low bits of bits 47:30.
+    pub pdpte_cache: usize,
+    /// Entries of the PDE cache per PCID context: a power of two up to
+    /// 4096, or 0 for none. Direct-mapped by the low bits of bits 47:21.
+    pub pde_cache: usize,
 }
 
 impl Default for Config {
     /// 256 slots per table, 4 contexts, MAXPHYADDR 52, faithful stale
     /// entries: 3 modes x 4 contexts x 256 x 32 bytes = 96 KiB of main
     /// tables, and at most as much again of first-level tables (8 KiB per
-    /// (context, mode), allocated when first used).
+    /// (context, mode), allocated when first used). Paging-structure caches
+    /// of 4 PML4 entries, 4 PDPTEs and 32 PDEs per context, the order of
+    /// what Intel's cores have kept since Nehalem (a few PML4 and PDPT
+    /// entries, a 32-entry PDE cache): 640 bytes per context.
     fn default() -> Self {
-        Self { entries: 256, contexts: 4, maxphyaddr: 52, stale: StalePolicy::Faithful }
+        Self {
+            entries: 256,
+            contexts: 4,
+            maxphyaddr: 52,
+            stale: StalePolicy::Faithful,
+            pml4_cache: 4,
+            pdpte_cache: 4,
+            pde_cache: 32,
+        }
+    }
+}
+
+impl Config {
+    /// No paging-structure caches (QEMU's behaviour: every TLB miss walks
+    /// all four levels from CR3).
+    pub const fn without_psc(self) -> Self {
+        Self { pml4_cache: 0, pdpte_cache: 0, pde_cache: 0, ..self }
     }
 }
 
@@ -169,6 +237,12 @@ pub enum ConfigError {
     Contexts(usize),
     /// `maxphyaddr` is outside 1..=52.
     MaxPhyAddr(u8),
+    /// `pml4_cache` is neither 0 nor a power of two up to 512.
+    Pml4Cache(usize),
+    /// `pdpte_cache` is neither 0 nor a power of two up to 4096.
+    PdpteCache(usize),
+    /// `pde_cache` is neither 0 nor a power of two up to 4096.
+    PdeCache(usize),
 }
 
 impl core::fmt::Display for ConfigError {
@@ -179,6 +253,15 @@ impl core::fmt::Display for ConfigError {
             }
             ConfigError::Contexts(n) => write!(f, "context count {n} is outside 1..=4096"),
             ConfigError::MaxPhyAddr(n) => write!(f, "MAXPHYADDR {n} is outside 1..=52"),
+            ConfigError::Pml4Cache(n) => {
+                write!(f, "PML4 cache size {n} is neither 0 nor a power of two up to 512")
+            }
+            ConfigError::PdpteCache(n) => {
+                write!(f, "PDPTE cache size {n} is neither 0 nor a power of two up to 4096")
+            }
+            ConfigError::PdeCache(n) => {
+                write!(f, "PDE cache size {n} is neither 0 nor a power of two up to 4096")
+            }
         }
     }
 }
@@ -235,6 +318,56 @@ pub struct Stats {
     pub cached_faults: u64,
     /// Invalidations by cause.
     pub flushes: Flushes,
+    /// The paging-structure caches' hits and fills.
+    pub psc: PscStats,
+}
+
+/// What the paging-structure caches did (SDM 4.10.3). A miss of the TLB
+/// probes the PDE cache, then the PDPTE cache, then the PML4 cache; the
+/// first hit decides where the walk starts, and a miss of all three walks
+/// from CR3.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub struct PscStats {
+    /// Walks that started at the page table (a PDE-cache hit): one entry
+    /// read.
+    pub pde_hits: u64,
+    /// Walks that started at the page directory (a PDPTE-cache hit).
+    pub pdpte_hits: u64,
+    /// Walks that started at the page-directory-pointer table (a PML4-cache
+    /// hit).
+    pub pml4_hits: u64,
+    /// PDE-cache entries created.
+    pub pde_fills: u64,
+    /// PDPTE-cache entries created.
+    pub pdpte_fills: u64,
+    /// PML4-cache entries created.
+    pub pml4_fills: u64,
+}
+
+/// One paging-structure-cache entry as [`Mmu::psc_entry`] reports it: what
+/// the SDM says such an entry holds.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct PscEntry {
+    /// The physical address of the next-level table (the PDPT for a PML4
+    /// entry, the PD for a PDPTE, the page table for a PDE).
+    pub table: u64,
+    /// R/W ANDed over this entry and those above it.
+    pub writable: bool,
+    /// U/S ANDed over this entry and those above it.
+    pub user: bool,
+    /// XD ORed over this entry and those above it.
+    pub nx: bool,
+}
+
+/// A paging-structure cache (SDM 4.10.3).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum PscLevel {
+    /// PML4 cache: tagged by address bits 47:39.
+    Pml4,
+    /// PDPTE cache: tagged by address bits 47:30.
+    Pdpte,
+    /// PDE cache: tagged by address bits 47:21.
+    Pde,
 }
 
 /// The physical bytes of an access: one piece, or two when it crosses a
@@ -626,6 +759,47 @@ pub enum Bug {
     WriteOnCleanPage,
     /// An invalidated main-table entry leaves its first-level copy behind.
     FirstLevelOutlivesEntry,
+    /// INVLPG leaves the paging-structure caches as they are.
+    InvlpgKeepsPsc,
+    /// MOV to CR3 (without bit 63) leaves the paging-structure caches as
+    /// they are.
+    Cr3KeepsPsc,
+}
+
+/// A paging-structure-cache slot: the tag (the address bits above the
+/// level's entry, `va >> shift`) or [`NO_PSC`], and the walk so far as one
+/// word ([`psc_word`]).
+#[derive(Clone, Copy, Debug)]
+struct PscSlot {
+    tag: u64,
+    word: u64,
+}
+
+/// The tag of an empty paging-structure-cache slot (a tag is at most 43
+/// bits).
+const NO_PSC: u64 = u64::MAX;
+/// ORed into the tag a disabled cache's one slot is filled with: no
+/// address's tag has bit 63 set, so the slot never matches.
+const PSC_OFF: u64 = 1 << 63;
+/// The caches' index in the per-level arrays: PDE, PDPTE, PML4, and the
+/// address shift of each one's tag.
+const PSC_PDE: usize = 0;
+const PSC_PDPTE: usize = 1;
+const PSC_PML4: usize = 2;
+const PSC_SHIFT: [u32; 3] = [21, 30, 39];
+/// R/W and U/S.
+const RW_US: u64 = EntryFlags::WRITABLE.bits() | EntryFlags::USER.bits();
+/// XD.
+const XD: u64 = EntryFlags::NX.bits();
+
+/// The walk after entry `e`, when it was `w` before: `e`'s table address,
+/// R/W and U/S ANDed (bits 1 and 2), XD ORed (bit 63). A
+/// paging-structure-cache entry holds exactly this, and the walk carries
+/// it from level to level (starting from CR3's address with R/W and U/S
+/// set).
+#[inline(always)]
+fn psc_word(w: u64, e: u64) -> u64 {
+    (e & pgtable::entry::ADDR_MASK) | (w & e & RW_US) | ((w | e) & XD)
 }
 
 /// An x86-64 MMU: the paging registers and a TLB over pgtable's walk.
@@ -711,6 +885,23 @@ pub struct Mmu<const FIRST: usize = L1_SLOTS> {
     /// miss path's one test of the mode, kept by `set_policy`, which every
     /// register write calls.
     long_paging: bool,
+    /// The paging-structure caches of every context: per context, the PDE
+    /// cache, the PDPTE cache and the PML4 cache, one after the other (a
+    /// disabled cache keeps one slot that never matches).
+    psc: Vec<PscSlot>,
+    /// Slots of each context's caches.
+    psc_per_ctx: usize,
+    /// Where each cache (PDE, PDPTE, PML4) starts within a context's
+    /// slots, and where it starts for the current context (kept by
+    /// `update_mode`).
+    psc_off: [usize; 3],
+    psc_at: [usize; 3],
+    /// Each cache's index mask (0 when disabled) and what its fills OR into
+    /// the tag ([`PSC_OFF`] when disabled).
+    psc_mask: [usize; 3],
+    psc_poison: [u64; 3],
+    /// Some cache is enabled: the miss path probes them.
+    psc_on: bool,
     /// Virtual range [lo, hi) covering every cached large-page entry.
     large_lo: u64,
     large_hi: u64,
@@ -764,6 +955,20 @@ impl<const FIRST: usize> Mmu<FIRST> {
         if !(1..=52).contains(&config.maxphyaddr) {
             return Err(ConfigError::MaxPhyAddr(config.maxphyaddr));
         }
+        let psc_ok = |n: usize, max: usize| n == 0 || (n.is_power_of_two() && n <= max);
+        if !psc_ok(config.pml4_cache, 512) {
+            return Err(ConfigError::Pml4Cache(config.pml4_cache));
+        }
+        if !psc_ok(config.pdpte_cache, 4096) {
+            return Err(ConfigError::PdpteCache(config.pdpte_cache));
+        }
+        if !psc_ok(config.pde_cache, 4096) {
+            return Err(ConfigError::PdeCache(config.pde_cache));
+        }
+        let psc_sizes = [config.pde_cache, config.pdpte_cache, config.pml4_cache];
+        let psc_slots = psc_sizes.map(|n| n.max(1));
+        let psc_off = [0, psc_slots[0], psc_slots[0] + psc_slots[1]];
+        let psc_per_ctx = psc_slots.iter().sum::<usize>();
         let sets = config.contexts * MODES;
         let mut ctxs = vec![Ctx { pcid: 0, live: false, stamp: 0 }; config.contexts];
         ctxs[0].live = true;
@@ -791,6 +996,13 @@ impl<const FIRST: usize> Mmu<FIRST> {
             g_mask: 0,
             long_paging: false,
             policy: Policy { wp: false, nxe: false, smep: false, pke: false, pkru: 0 },
+            psc: vec![PscSlot { tag: NO_PSC, word: 0 }; config.contexts * psc_per_ctx],
+            psc_per_ctx,
+            psc_off,
+            psc_at: psc_off,
+            psc_mask: psc_slots.map(|n| n - 1),
+            psc_poison: psc_sizes.map(|n| if n == 0 { PSC_OFF } else { 0 }),
+            psc_on: psc_sizes.iter().any(|&n| n != 0),
             large_lo: u64::MAX,
             large_hi: 0,
             regs,
@@ -1062,7 +1274,11 @@ impl<const FIRST: usize> Mmu<FIRST> {
         if !(self.long_paging & canonical) || self.victims_hold(self.hot_set, page) {
             return self.translate_page(mem, va, access);
         }
-        self.miss_fill(mem, va, access, i)
+        if self.psc_on {
+            self.miss_fill::<M, true>(mem, va, access, i)
+        } else {
+            self.miss_fill::<M, false>(mem, va, access, i)
+        }
     }
 
     /// The common miss, after [`Self::translate_l1_miss`]'s checks (paging
@@ -1073,7 +1289,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
     /// its own so that the values the checks kept in registers are not
     /// carried (spilled) across the walk.
     #[inline(never)]
-    fn miss_fill<M: pgtable::PhysMem + ?Sized>(
+    fn miss_fill<M: pgtable::PhysMem + ?Sized, const PSC: bool>(
         &mut self,
         mem: &mut M,
         va: u64,
@@ -1084,7 +1300,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
         // page the victims hold.
         debug_assert!(self.probe_victims(self.hot_set, va & PAGE_MASK).is_none());
         self.stats.misses += 1;
-        if let Some((e, bits)) = self.quick_walk(mem, va) {
+        if let Some((e, bits)) = self.quick_walk::<M, PSC>(mem, va) {
             if bits >> (access as u32) & 1 != 0 {
                 let pa = e.frame | (va & !PAGE_MASK);
                 self.install(i, e, bits, None, true);
@@ -1171,7 +1387,12 @@ impl<const FIRST: usize> Mmu<FIRST> {
         // The common miss: every entry present, valid and already accessed
         // (and dirty for a write), the access allowed. Nothing to write, so
         // a read-only pass decides it; anything else is pgtable's walk.
-        if let Some((e, bits)) = self.quick_walk(mem, va) {
+        let quick = if self.psc_on {
+            self.quick_walk::<M, true>(mem, va)
+        } else {
+            self.quick_walk::<M, false>(mem, va)
+        };
+        if let Some((e, bits)) = quick {
             if bits >> (access as u32) & 1 != 0 {
                 let pa = e.frame | (va & !PAGE_MASK);
                 self.install(i, e, bits, stale_victim, false);
@@ -1291,14 +1512,21 @@ impl<const FIRST: usize> Mmu<FIRST> {
     }
 
     /// A read-only walk that succeeds only when the walk would write
-    /// nothing: every entry present, without reserved bits, with A set.
-    /// It returns the entry the TLB would cache and the accesses it allows
-    /// now ([`Self::allow_bits`], computed from the entries' bits); the
-    /// caller still checks the access (and D for a write) against them and
-    /// otherwise leaves the address to pgtable's walk, which produces
-    /// faults and sets A/D.
+    /// nothing: every entry read present, without reserved bits, with A
+    /// set. It starts where the paging-structure caches let it (the PDE
+    /// cache, then the PDPTE cache, then the PML4 cache, else CR3) and
+    /// fills them for the levels it reads. It returns the entry the TLB
+    /// would cache and the accesses it allows now ([`Self::allow_bits`],
+    /// computed from the entries' bits); the caller still checks the
+    /// access (and D for a write) against them and otherwise leaves the
+    /// address to pgtable's walk from CR3, which produces faults and sets
+    /// A/D.
     #[inline(always)]
-    fn quick_walk<M: pgtable::PhysMem + ?Sized>(&self, mem: &M, va: u64) -> Option<(Meta, u8)> {
+    fn quick_walk<M: pgtable::PhysMem + ?Sized, const PSC: bool>(
+        &mut self,
+        mem: &M,
+        va: u64,
+    ) -> Option<(Meta, u8)> {
         use pgtable::Level;
         use pgtable::entry::ADDR_MASK;
         const PS: u64 = EntryFlags::PS.bits();
@@ -1307,34 +1535,86 @@ impl<const FIRST: usize> Mmu<FIRST> {
         let must = P_A | self.rsvd;
         // The four levels written out, so that each step's level (its
         // index shift and reserved bits) is a constant, as in pgtable's
-        // walk; a PML4E is never a leaf. `all` ANDs the entries used (R/W,
-        // U/S), `any` ORs them (XD).
-        let e4 = quick_entry(mem, self.regs.cr3 & ADDR_MASK, va, Level::Pml4, must)?;
-        let e3 = quick_entry(mem, e4 & ADDR_MASK, va, Level::Pdpt, must)?;
-        let (mut all, mut any) = (e4 & e3, e4 | e3);
-        // The leaf, the 4 KiB frame the address falls in, and the page's
-        // size minus one, each level's with its constants. pgtable's
-        // frame_mask: the address bits above the page offset (a large
-        // page's bits below its size are reserved, checked above, except
-        // its PAT bit 12, masked here).
-        let large = |raw: u64, size_mask: u64| {
-            (raw, ((raw & ADDR_MASK & !size_mask) | (va & size_mask)) & PAGE_MASK, size_mask)
-        };
-        let (raw, frame, size_mask) = if e3 & PS != 0 {
-            large(e3, (1u64 << 30) - 1)
-        } else {
+        // walk; a PML4E is never a leaf.
+        let cr3 = (self.regs.cr3 & ADDR_MASK) | RW_US;
+        if !PSC {
+            // `all` ANDs the entries used (R/W, U/S), `any` ORs them (XD).
+            let e4 = quick_entry(mem, cr3 & ADDR_MASK, va, Level::Pml4, must)?;
+            let e3 = quick_entry(mem, e4 & ADDR_MASK, va, Level::Pdpt, must)?;
+            let (mut all, mut any) = (e4 & e3, e4 | e3);
+            if e3 & PS != 0 {
+                return Some(self.quick_leaf(va, all, any, e3, (1 << 30) - 1));
+            }
             let e2 = quick_entry(mem, e3 & ADDR_MASK, va, Level::Pd, must)?;
             all &= e2;
             any |= e2;
             if e2 & PS != 0 {
-                large(e2, (1u64 << 21) - 1)
-            } else {
-                let e1 = quick_entry(mem, e2 & ADDR_MASK, va, Level::Pt, must)?;
-                all &= e1;
-                any |= e1;
-                (e1, e1 & ADDR_MASK, PAGE_SIZE - 1)
+                return Some(self.quick_leaf(va, all, any, e2, (1 << 21) - 1));
             }
+            let e1 = quick_entry(mem, e2 & ADDR_MASK, va, Level::Pt, must)?;
+            return Some(self.quick_leaf(va, all & e1, any | e1, e1, PAGE_SIZE - 1));
+        }
+        // With the caches: `w` is the walk so far ([`psc_word`]), the next
+        // table and the permissions combined, from the deepest cache that
+        // holds the address or from CR3; each level read fills its cache
+        // (the slot probed for it).
+        let t2 = va >> 21;
+        let k2 = self.psc_at[PSC_PDE] + (t2 as usize & self.psc_mask[PSC_PDE]);
+        let w2 = if self.psc[k2].tag == t2 {
+            self.stats.psc.pde_hits += 1;
+            self.psc[k2].word
+        } else {
+            let t3 = va >> 30;
+            let k3 = self.psc_at[PSC_PDPTE] + (t3 as usize & self.psc_mask[PSC_PDPTE]);
+            let w3 = if self.psc[k3].tag == t3 {
+                self.stats.psc.pdpte_hits += 1;
+                self.psc[k3].word
+            } else {
+                let t4 = va >> 39;
+                let k4 = self.psc_at[PSC_PML4] + (t4 as usize & self.psc_mask[PSC_PML4]);
+                let w4 = if self.psc[k4].tag == t4 {
+                    self.stats.psc.pml4_hits += 1;
+                    self.psc[k4].word
+                } else {
+                    let e4 = quick_entry(mem, cr3 & ADDR_MASK, va, Level::Pml4, must)?;
+                    let w = psc_word(cr3, e4);
+                    self.psc[k4] = PscSlot { tag: t4 | self.psc_poison[PSC_PML4], word: w };
+                    self.stats.psc.pml4_fills += 1;
+                    w
+                };
+                let e3 = quick_entry(mem, w4 & ADDR_MASK, va, Level::Pdpt, must)?;
+                if e3 & PS != 0 {
+                    return Some(self.quick_leaf(va, w4 & e3, w4 | e3, e3, (1 << 30) - 1));
+                }
+                let w = psc_word(w4, e3);
+                self.psc[k3] = PscSlot { tag: t3 | self.psc_poison[PSC_PDPTE], word: w };
+                self.stats.psc.pdpte_fills += 1;
+                w
+            };
+            let e2 = quick_entry(mem, w3 & ADDR_MASK, va, Level::Pd, must)?;
+            if e2 & PS != 0 {
+                return Some(self.quick_leaf(va, w3 & e2, w3 | e2, e2, (1 << 21) - 1));
+            }
+            let w = psc_word(w3, e2);
+            self.psc[k2] = PscSlot { tag: t2 | self.psc_poison[PSC_PDE], word: w };
+            self.stats.psc.pde_fills += 1;
+            w
         };
+        let e1 = quick_entry(mem, w2 & ADDR_MASK, va, Level::Pt, must)?;
+        Some(self.quick_leaf(va, w2 & e1, w2 | e1, e1, PAGE_SIZE - 1))
+    }
+
+    /// The read-only walk's result from the leaf `raw` (of a page of
+    /// `size_mask + 1` bytes), with `all` the AND of the entries used,
+    /// `any` their OR.
+    #[inline(always)]
+    fn quick_leaf(&self, va: u64, all: u64, any: u64, raw: u64, size_mask: u64) -> (Meta, u8) {
+        use pgtable::entry::ADDR_MASK;
+        // The 4 KiB frame the address falls in: pgtable's frame_mask, the
+        // address bits above the page offset (a large page's bits below its
+        // size are reserved, checked by the walk, except its PAT bit 12,
+        // masked here).
+        let frame = ((raw & ADDR_MASK & !size_mask) | (va & size_mask)) & PAGE_MASK;
         // The packed attributes straight from the bits: R/W (bit 1) and U/S
         // (bit 2) ANDed, XD (bit 63, with EFER.NXE) ORed, the leaf's D (bit
         // 6), its protection key (bits 62:59) and its G (bit 8, with
@@ -1345,7 +1625,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
             | ((raw >> 59) & 15) << A_PKEY_SHIFT
             | (raw & self.g_mask);
         let m = Meta { page: va & PAGE_MASK, frame, size_mask, attrs };
-        Some((m, self.allow_attrs(attrs)))
+        (m, self.allow_attrs(attrs))
     }
 
     /// Puts `e` in main slot `i` (the current set's slot for its page) and
@@ -1426,6 +1706,8 @@ impl<const FIRST: usize> Mmu<FIRST> {
             self.hot_set = set;
         }
         self.hot_base = set * self.entries;
+        let base = self.cur_ctx * self.psc_per_ctx;
+        self.psc_at = self.psc_off.map(|o| base + o);
         self.cpu = self.cpu_state();
         self.rsvd = pgtable::entry::cpu_reserved_mask(self.config.maxphyaddr, self.policy.nxe);
         self.nx_mask = if self.policy.nxe { EntryFlags::NX.bits() } else { 0 };
@@ -1477,8 +1759,48 @@ impl<const FIRST: usize> Mmu<FIRST> {
         self.victims[set].page.iter().position(|&p| p == page).map(|k| set * VICTIMS + k)
     }
 
-    /// Drops the entries covering `va` that `scope` names.
+    /// Empties context `c`'s paging-structure caches.
+    fn flush_psc(&mut self, c: usize) {
+        let n = self.psc_per_ctx;
+        for e in &mut self.psc[c * n..(c + 1) * n] {
+            e.tag = NO_PSC;
+        }
+    }
+
+    /// Drops the current context's paging-structure-cache entries that a
+    /// walk of `va` would use (a #PF at `va`).
+    fn psc_forget(&mut self, va: u64) {
+        for l in [PSC_PDE, PSC_PDPTE, PSC_PML4] {
+            let k = self.psc_at[l] + ((va >> PSC_SHIFT[l]) as usize & self.psc_mask[l]);
+            if self.psc[k].tag == va >> PSC_SHIFT[l] {
+                self.psc[k].tag = NO_PSC;
+            }
+        }
+    }
+
+    /// Drops the entries covering `va` that `scope` names, and the
+    /// paging-structure-cache entries it covers: for INVLPG every one of
+    /// the current PCID, for INVPCID type 0 every one of its PCID (flushing
+    /// more than the address's is allowed, SDM 4.10.4.1), for a #PF those
+    /// a walk of `va` would use.
     fn invalidate_page(&mut self, va: u64, scope: PageScope) {
+        match scope {
+            PageScope::Invlpg => {
+                #[cfg(feature = "fault-injection")]
+                let keep = self.bug == Bug::InvlpgKeepsPsc;
+                #[cfg(not(feature = "fault-injection"))]
+                let keep = false;
+                if !keep {
+                    self.flush_psc(self.cur_ctx);
+                }
+            }
+            PageScope::Fault => self.psc_forget(va),
+            PageScope::PcidNonGlobal(p) => {
+                if let Some(c) = self.ctxs.iter().position(|c| c.live && c.pcid == p) {
+                    self.flush_psc(c);
+                }
+            }
+        }
         let slot = (va >> 12) as usize & self.mask;
         let in_large = va >= self.large_lo && va <= self.large_hi;
         for c in 0..self.ctxs.len() {
@@ -1524,8 +1846,15 @@ impl<const FIRST: usize> Mmu<FIRST> {
         }
     }
 
-    /// Drops the entries of context `c` (keeping global ones if asked).
+    /// Drops the entries of context `c` (keeping global ones if asked) and
+    /// its paging-structure caches (which hold no global entries).
     fn flush_ctx(&mut self, c: usize, keep_global: bool) {
+        self.flush_psc(c);
+        self.flush_ctx_tlb(c, keep_global);
+    }
+
+    /// [`Self::flush_ctx`] without the paging-structure caches.
+    fn flush_ctx_tlb(&mut self, c: usize, keep_global: bool) {
         for set in c * MODES..(c + 1) * MODES {
             for i in set * self.entries..(set + 1) * self.entries {
                 if self.meta[i].valid() && !(keep_global && self.meta[i].global()) {
@@ -1542,8 +1871,12 @@ impl<const FIRST: usize> Mmu<FIRST> {
         }
     }
 
-    /// Drops every entry of every context (keeping global ones if asked).
+    /// Drops every entry of every context (keeping global ones if asked)
+    /// and every paging-structure cache.
     fn flush_every_ctx(&mut self, keep_global: bool) {
+        for e in &mut self.psc {
+            e.tag = NO_PSC;
+        }
         if keep_global {
             for c in 0..self.ctxs.len() {
                 if self.ctxs[c].live {
@@ -1696,8 +2029,16 @@ impl<const FIRST: usize> Mmu<FIRST> {
         }
         self.stats.flushes.cr3 += 1;
         #[cfg(feature = "fault-injection")]
-        if self.bug == Bug::Cr3KeepsNonGlobal {
-            return Ok(());
+        match self.bug {
+            Bug::Cr3KeepsNonGlobal => {
+                self.flush_psc(self.cur_ctx);
+                return Ok(());
+            }
+            Bug::Cr3KeepsPsc => {
+                self.flush_ctx_tlb(self.cur_ctx, true);
+                return Ok(());
+            }
+            _ => {}
         }
         self.flush_ctx(self.cur_ctx, true);
         Ok(())
@@ -1833,6 +2174,24 @@ impl<const FIRST: usize> Mmu<FIRST> {
             return Some(self.meta[i].entry());
         }
         self.probe_victims(set, page).map(|j| self.victims[j / VICTIMS].meta[j % VICTIMS].entry())
+    }
+
+    /// The current PCID's paging-structure-cache entry `level` holds for
+    /// `va`, if any. Side-effect free.
+    pub fn psc_entry(&self, level: PscLevel, va: u64) -> Option<PscEntry> {
+        let l = match level {
+            PscLevel::Pde => PSC_PDE,
+            PscLevel::Pdpte => PSC_PDPTE,
+            PscLevel::Pml4 => PSC_PML4,
+        };
+        let k = self.psc_at[l] + ((va >> PSC_SHIFT[l]) as usize & self.psc_mask[l]);
+        let e = self.psc[k];
+        (e.tag == va >> PSC_SHIFT[l]).then(|| PscEntry {
+            table: e.word & pgtable::entry::ADDR_MASK,
+            writable: e.word & EntryFlags::WRITABLE.bits() != 0,
+            user: e.word & EntryFlags::USER.bits() != 0,
+            nx: e.word & XD != 0,
+        })
     }
 
     /// Number of valid entries over every table and victim cache.

@@ -4,7 +4,9 @@ use ptemu_mmu::pgtable::{
     BumpFrames, EntryFlags, FrameMem, PageSize, Pfn, PhysAddr, PhysMem, VirtAddr, entry_at, map,
     new_root,
 };
-use ptemu_mmu::{Access, Config, Error, Invpcid, Mmu, Regs, StalePolicy, regs::*};
+use ptemu_mmu::{
+    Access, Config, Error, Invpcid, Mmu, PscLevel, PscStats, Regs, StalePolicy, regs::*,
+};
 
 const P: EntryFlags = EntryFlags::PRESENT;
 const RW: EntryFlags = EntryFlags::WRITABLE;
@@ -274,4 +276,159 @@ fn victim_cache_catches_conflicts() {
     assert_eq!(f.tr(VA, Access::Read), Ok(0x30000));
     assert_eq!(f.mmu.stats().victim_hits, 1);
     assert_eq!(f.mmu.stats().misses, 2);
+}
+
+// ----- paging-structure caches (SDM 4.10.3) -----------------------------
+
+/// The physical address of `va`'s entry at `level` (4: PML4E, 3: PDPTE,
+/// 2: PDE), read through the tables in memory.
+fn upper_pa(f: &Fix, va: u64, level: u32) -> PhysAddr {
+    let mut table = f.cr3.as_u64();
+    for l in (level..=4).rev() {
+        let at = table + ((va >> (12 + 9 * (l - 1))) & 511) * 8;
+        if l == level {
+            return PhysAddr::new(at).unwrap();
+        }
+        table = f.mem.read_u64(PhysAddr::new(at).unwrap()).unwrap() & 0x000f_ffff_ffff_f000;
+    }
+    unreachable!()
+}
+
+/// Four 4 KiB pages under one entry of `level`, each under a lower entry
+/// of its own (the next page, 2 MiB or 1 GiB further), mapped to frames
+/// 0x30..0x34 and accessed once (A set everywhere); after a flush, one
+/// access to the first (which fills the caches for it), then the entry
+/// made not present in memory without invalidation.
+fn psc_fixture(config: Config, level: u32) -> (Fix, [u64; 4]) {
+    let mut cfg = config;
+    cfg.contexts = 2;
+    let mut f = fix(cfg);
+    let mut regs = Regs::long_mode(f.cr3.as_u64());
+    regs.cr4 |= CR4_PCIDE;
+    f.mmu.set_regs(regs).unwrap();
+    let step = 1u64 << (12 + 9 * (level - 2));
+    let pages = [VA, VA + step, VA + 2 * step, VA + 3 * step];
+    for (k, &va) in pages.iter().enumerate() {
+        f.map(va, 0x30 + k as u64, PageSize::Size4K, P | RW);
+        // The walk sets A on every entry of the page's path: walks that
+        // start from a cached entry read them without writing.
+        assert_eq!(f.tr(va, Access::Read), Ok((0x30 + k as u64) << 12));
+    }
+    // Empty the TLB and the caches, then walk the first page again.
+    f.mmu.write_cr3(f.cr3.as_u64()).unwrap();
+    assert_eq!(f.tr(pages[0], Access::Read), Ok(0x30000));
+    let pa = upper_pa(&f, VA, level);
+    let e = f.mem.read_u64(pa).unwrap();
+    f.mem.write_u64(pa, e & !P.bits()).unwrap();
+    (f, pages)
+}
+
+fn not_present(r: Result<u64, Error>, va: u64) {
+    let pf = r.unwrap_err().page_fault().expect("a #PF");
+    assert_eq!((pf.error_code.bits(), pf.addr.as_u64()), (0, va));
+}
+
+#[test]
+fn an_upper_entry_edited_without_invalidation_keeps_being_used() {
+    for level in [2, 3, 4] {
+        let (mut f, pages) = psc_fixture(Config::default(), level);
+        let before = f.mmu.stats().psc;
+        assert_eq!(f.tr(pages[1], Access::Read), Ok(0x31000), "level {level}");
+        let after = f.mmu.stats().psc;
+        let hits = match level {
+            2 => after.pde_hits - before.pde_hits,
+            3 => after.pdpte_hits - before.pdpte_hits,
+            _ => after.pml4_hits - before.pml4_hits,
+        };
+        assert_eq!(hits, 1, "level {level}: the walk started from that level's cache");
+        let which = match level {
+            2 => PscLevel::Pde,
+            3 => PscLevel::Pdpte,
+            _ => PscLevel::Pml4,
+        };
+        // The cached entry names the next table the (now not present)
+        // entry in memory still names, with the permissions of the path
+        // (pgtable's mapper makes table entries writable and user).
+        let e = f.mmu.psc_entry(which, pages[1]).expect("a cached entry");
+        let in_mem = f.mem.read_u64(upper_pa(&f, VA, level)).unwrap();
+        assert_eq!(e.table, in_mem & 0x000f_ffff_ffff_f000, "level {level}");
+        assert!(e.writable && e.user && !e.nx, "level {level}: {e:?}");
+        // INVLPG of an unrelated address empties the PCID's caches.
+        f.mmu.invlpg(0x1000);
+        assert_eq!(f.mmu.psc_entry(which, pages[1]), None);
+        not_present(f.tr(pages[2], Access::Read), pages[2]);
+    }
+}
+
+#[test]
+fn cr3_write_with_bit_63_keeps_the_caches_without_it_ends_them() {
+    for level in [2, 3, 4] {
+        let (mut f, pages) = psc_fixture(Config::default(), level);
+        let cr3 = f.cr3.as_u64();
+        f.mmu.write_cr3(cr3 | CR3_NOFLUSH).unwrap();
+        assert_eq!(f.tr(pages[1], Access::Read), Ok(0x31000), "level {level}: kept");
+        f.mmu.write_cr3(cr3).unwrap();
+        not_present(f.tr(pages[2], Access::Read), pages[2]);
+    }
+}
+
+#[test]
+fn a_page_fault_ends_the_cached_entries_for_its_address() {
+    for level in [2, 3, 4] {
+        let (mut f, pages) = psc_fixture(Config::default(), level);
+        // A page under the entry whose own PTE is not present: the walk
+        // from the caches does not complete, the walk from CR3 faults at
+        // the edited entry, and that #PF drops the entries it would use.
+        let hole = pages[0] + 0x8000;
+        not_present(f.tr(hole, Access::Read), hole);
+        not_present(f.tr(pages[1], Access::Read), pages[1]);
+    }
+}
+
+#[test]
+fn without_paging_structure_caches_the_edit_is_seen_at_once() {
+    for level in [2, 3, 4] {
+        let (mut f, pages) = psc_fixture(Config::default().without_psc(), level);
+        not_present(f.tr(pages[1], Access::Read), pages[1]);
+        assert_eq!(f.mmu.stats().psc, PscStats::default());
+    }
+}
+
+#[test]
+fn other_pcids_keep_their_caches_and_a_reused_context_loses_them() {
+    // PCID 1 fills its caches; INVLPG under PCID 2 leaves them; a third
+    // PCID takes the least recently used context (contexts = 2) and PCID
+    // 1's caches go with it.
+    let (mut f, pages) = psc_fixture(Config::default(), 2);
+    let cr3 = f.cr3.as_u64();
+    f.mmu.write_cr3(cr3 | 1).unwrap();
+    let pa = upper_pa(&f, VA, 2);
+    let e = f.mem.read_u64(pa).unwrap();
+    f.mem.write_u64(pa, e | P.bits()).unwrap();
+    assert_eq!(f.tr(pages[0], Access::Read), Ok(0x30000));
+    f.mem.write_u64(pa, e).unwrap();
+    f.mmu.write_cr3(cr3 | 2 | CR3_NOFLUSH).unwrap();
+    f.mmu.invlpg(0x1000);
+    f.mmu.write_cr3(cr3 | 1 | CR3_NOFLUSH).unwrap();
+    assert_eq!(f.tr(pages[1], Access::Read), Ok(0x31000), "PCID 1's PDE cache entry");
+    f.mmu.write_cr3(cr3 | 2 | CR3_NOFLUSH).unwrap();
+    f.mmu.write_cr3(cr3 | 3 | CR3_NOFLUSH).unwrap();
+    f.mmu.write_cr3(cr3 | 1 | CR3_NOFLUSH).unwrap();
+    not_present(f.tr(pages[2], Access::Read), pages[2]);
+}
+
+#[test]
+fn bad_paging_structure_cache_sizes_are_refused() {
+    use ptemu_mmu::ConfigError;
+    let c = Config::default();
+    assert_eq!(Mmu::new(Config { pde_cache: 48, ..c }).err(), Some(ConfigError::PdeCache(48)));
+    assert_eq!(
+        Mmu::new(Config { pdpte_cache: 8192, ..c }).err(),
+        Some(ConfigError::PdpteCache(8192))
+    );
+    assert_eq!(
+        Mmu::new(Config { pml4_cache: 1024, ..c }).err(),
+        Some(ConfigError::Pml4Cache(1024))
+    );
+    assert!(Mmu::new(Config { pml4_cache: 512, pdpte_cache: 0, pde_cache: 1, ..c }).is_ok());
 }

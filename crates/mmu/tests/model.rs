@@ -193,6 +193,15 @@ enum Op {
         bits: Bits,
         kinds: (u8, u8),
     },
+    /// Access a page under a PML4E, PDPTE or PDE, edit that entry
+    /// without invalidation, access another page under it: what the
+    /// paging-structure caches may keep answering with the old entry.
+    EditUpper {
+        slot: usize,
+        bits: Bits,
+        pages: (usize, usize),
+        kinds: (u8, u8),
+    },
     /// Access a page, edit an entry on its path, reload CR3, access again.
     EditCr3 {
         slot: usize,
@@ -240,6 +249,9 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             .prop_map(|(slot, b, kinds)| Op::EditInvlpg { slot, bits: Bits(b), kinds }),
         2 => (0..nslots, any::<u64>(), (0..3u8, 0..3u8))
             .prop_map(|(slot, b, kinds)| Op::EditCr3 { slot, bits: Bits(b), kinds }),
+        4 => (0..nslots, any::<u64>(), (0..8usize, 0..8usize), (0..3u8, 0..3u8)).prop_map(
+            |(slot, b, pages, kinds)| Op::EditUpper { slot, bits: Bits(b), pages, kinds }
+        ),
         6 => (0..nslots, prop::sample::select(vec![0u8, 1, 2, 5, 6, 8, 12, 13, 59, 63]))
             .prop_map(|(slot, bit)| Op::Flip { slot, bit }),
         3 => (page_strategy(), prop::bool::weighted(0.1))
@@ -351,6 +363,64 @@ struct Cand {
     outcome: Outcome,
     mem: FrameMem,
     fill: Option<Cached>,
+    /// Where the walk started: 0 a cached translation (no walk), 1 CR3,
+    /// 2..=4 a paging-structure-cache value of that level (4: PML4 cache).
+    from: u8,
+}
+
+/// A value the SDM allows a paging-structure cache (SDM 4.10.3) to hold
+/// for the PCID and address prefix: `level` 4 (PML4 cache, prefix
+/// `va >> 39`), 3 (PDPTE cache, `va >> 30`) or 2 (PDE cache, `va >> 21`);
+/// `table` the next table's physical address, and the permissions of the
+/// entries from the PML4E down to this one combined: R/W and U/S ANDed,
+/// XD ORed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PscVal {
+    pcid: u16,
+    level: u8,
+    prefix: u64,
+    table: u64,
+    writable: bool,
+    user: bool,
+    nx: bool,
+}
+
+const ADDR: u64 = 0x000f_ffff_ffff_f000;
+
+fn psc_shift(level: u8) -> u32 {
+    match level {
+        4 => 39,
+        3 => 30,
+        _ => 21,
+    }
+}
+
+/// Whether a paging-structure entry read at `level` may be cached (SDM
+/// 4.10.3.1): present, accessed, no reserved bit set, and for a PDPTE or
+/// PDE not a page (PS=0; in a PML4E bit 7 is reserved, so the same test).
+/// Written from the SDM's bit layout.
+fn psc_cacheable(e: u64, nxe: bool) -> bool {
+    let mut rsvd = ADDR & !((1u64 << MAXPHY) - 1);
+    if !nxe {
+        rsvd |= 1 << 63;
+    }
+    let ps = e & 0x80 != 0;
+    e & 1 != 0 && e & 0x20 != 0 && e & rsvd == 0 && !ps
+}
+
+/// The paging-structure-cache value a walk holds after reading entry `e`
+/// at `level` for `va`, having come through `above` (None: from CR3).
+fn psc_after(above: Option<&PscVal>, e: u64, level: u8, va: u64, pcid: u16) -> PscVal {
+    let (w, u, x) = above.map_or((true, true, false), |a| (a.writable, a.user, a.nx));
+    PscVal {
+        pcid,
+        level,
+        prefix: va >> psc_shift(level),
+        table: e & ADDR,
+        writable: w && e & 2 != 0,
+        user: u && e & 4 != 0,
+        nx: x || e & (1 << 63) != 0,
+    }
 }
 
 #[derive(Default, Debug)]
@@ -360,6 +430,8 @@ struct Tally {
     strict: u64,
     relaxed: u64,
     stale_answers: u64,
+    /// Accesses only a walk from a paging-structure-cache value explains.
+    psc_answers: u64,
     invalidations: [u64; 12],
 }
 
@@ -368,12 +440,15 @@ struct World<const F: usize> {
     mmu: Mmu<F>,
     regs: Regs,
     cached: Vec<Cached>,
+    /// What the paging-structure caches may hold (every value since the
+    /// invalidation covering it).
+    psc: Vec<PscVal>,
     slots: Vec<Slot>,
     tally: Tally,
 }
 
 impl<const F: usize> World<F> {
-    fn new(init: &[Bits], pcide: bool, pge: bool, entries: usize) -> Self {
+    fn new(init: &[Bits], pcide: bool, pge: bool, entries: usize, psc: [usize; 3]) -> Self {
         let slots = slots();
         let mut mem = FrameMem::new(FRAMES);
         for (s, b) in slots.iter().zip(init) {
@@ -386,10 +461,18 @@ impl<const F: usize> World<F> {
         if pge {
             regs.cr4 |= CR4_PGE;
         }
-        let config = Config { entries, contexts: 2, maxphyaddr: MAXPHY, ..Config::default() };
+        let config = Config {
+            entries,
+            contexts: 2,
+            maxphyaddr: MAXPHY,
+            pml4_cache: psc[0],
+            pdpte_cache: psc[1],
+            pde_cache: psc[2],
+            ..Config::default()
+        };
         let mut mmu = Mmu::<F>::with_first_level(config).unwrap();
         mmu.set_regs(regs).unwrap();
-        Self { mem, mmu, regs, cached: Vec::new(), slots, tally: Tally::default() }
+        Self { mem, mmu, regs, cached: Vec::new(), psc: Vec::new(), slots, tally: Tally::default() }
     }
 
     /// The entry the model caches from a completed walk of `va`.
@@ -454,27 +537,154 @@ impl<const F: usize> World<F> {
         self.cached.retain(|e| !f(e));
     }
 
-    /// Every (outcome, memory after, entry filled) the SDM allows for one
-    /// page's access from memory `mem` with `cached` still held: the fresh
-    /// walk, and each cached translation covering `va` that can answer.
-    fn candidates(&self, mem: &FrameMem, cached: &[Cached], va: u64, access: Access) -> Vec<Cand> {
-        let (fresh, fresh_mem) = self.fresh_walk(mem, va, access);
+    /// Drops the paging-structure-cache values an invalidation covers.
+    fn psc_drop(&mut self, f: impl Fn(&PscVal) -> bool) {
+        self.psc.retain(|v| !f(v));
+    }
+
+    /// The values the paging-structure caches may take on from memory
+    /// `mem` under the current PCID (a CPU may create entries at any time,
+    /// also for addresses it does not access): for every prefix of the
+    /// universe, each entry that is cacheable, reached from CR3 or from
+    /// any value the cache of the level above may hold.
+    fn psc_observed(&self, mem: &FrameMem, known: &[PscVal]) -> Vec<PscVal> {
+        let mut out: Vec<PscVal> = Vec::new();
+        if self.regs.cr0 & CR0_PG == 0 {
+            return out;
+        }
         let pcid = self.pcid();
-        let (outcome, fill) = match &fresh {
-            Ok(t) => (Outcome::Ok(t.pa.as_u64()), Some(self.cached_of(va, t, pcid))),
-            Err(pgtable::Fault::PageFault(pf)) => {
-                (Outcome::Pf { code: pf.error_code.bits(), cr2: pf.addr.as_u64() }, None)
+        let nxe = self.regs.efer & EFER_NXE != 0;
+        let read = |pa: u64| mem.read_u64(pgtable::PhysAddr::new_truncate(pa)).ok();
+        let add = |out: &mut Vec<PscVal>, v: PscVal| {
+            if !known.contains(&v) && !out.contains(&v) {
+                out.push(v);
             }
-            Err(_) => (Outcome::Other, None),
         };
-        let mut v = vec![Cand { outcome, mem: fresh_mem, fill }];
+        let cr3 = self.regs.cr3 & ADDR;
+        for level in [4u8, 3, 2] {
+            for a in 0..2 {
+                for b in 0..2 {
+                    for c in 0..2 {
+                        let va = va_of(a, b, c, 0);
+                        let idx = (va >> psc_shift(level)) & 511;
+                        // Where the walk to this level can come from.
+                        let above: Vec<Option<PscVal>> = if level == 4 {
+                            vec![None]
+                        } else {
+                            let pfx = va >> psc_shift(level + 1);
+                            known
+                                .iter()
+                                .chain(out.iter())
+                                .filter(|v| v.pcid == pcid && v.level == level + 1)
+                                .filter(|v| v.prefix == pfx)
+                                .map(|v| Some(*v))
+                                .collect()
+                        };
+                        for up in above {
+                            let table = up.map_or(cr3, |u| u.table);
+                            let Some(e) = read(table + idx * 8) else { continue };
+                            if psc_cacheable(e, nxe) {
+                                add(&mut out, psc_after(up.as_ref(), e, level, va, pcid));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Adds what the paging-structure caches may take on from the current
+    /// memory.
+    fn psc_observe(&mut self) {
+        let new = self.psc_observed(&self.mem, &self.psc);
+        self.psc.extend(new);
+    }
+
+    /// A walk of `va` that starts from the paging-structure-cache value
+    /// `v` and goes on through memory `mem` (SDM 4.10.3.2): pgtable's walk
+    /// over a copy of memory plus three scratch tables standing for the
+    /// levels the cache replaces, whose entries carry `v`'s table and
+    /// combined permissions (and A, so the walk writes none of them).
+    fn walk_from_psc(
+        &self,
+        mem: &FrameMem,
+        v: &PscVal,
+        va: u64,
+        access: Access,
+    ) -> (Result<pgtable::Translation, pgtable::Fault>, FrameMem) {
+        let mut m = FrameMem::new(FRAMES + 3);
+        m.frames_mut()[..FRAMES].clone_from_slice(mem.frames());
+        let scratch = |k: usize| (FRAMES + k) as u64 * 4096;
+        let cached = (v.table & ADDR)
+            | 0x21
+            | if v.writable { 2 } else { 0 }
+            | if v.user { 4 } else { 0 }
+            | if v.nx { 1 << 63 } else { 0 };
+        let through = |k: usize| scratch(k) | 0x27;
+        let put = |m: &mut FrameMem, table: u64, level: u8, e: u64| {
+            let at = table + ((va >> psc_shift(level)) & 511) * 8;
+            m.write_u64(pgtable::PhysAddr::new_truncate(at), e).unwrap();
+        };
+        match v.level {
+            4 => put(&mut m, scratch(0), 4, cached),
+            3 => {
+                put(&mut m, scratch(0), 4, through(1));
+                put(&mut m, scratch(1), 3, cached);
+            }
+            _ => {
+                put(&mut m, scratch(0), 4, through(1));
+                put(&mut m, scratch(1), 3, through(2));
+                put(&mut m, scratch(2), 2, cached);
+            }
+        }
+        let t = pgtable::translate(
+            &mut m,
+            pgtable::PhysAddr::new_truncate(scratch(0)),
+            pgtable::VirtAddr::new(va).unwrap(),
+            access,
+            &self.cpu(),
+        );
+        let mut out = FrameMem::new(FRAMES);
+        out.frames_mut().clone_from_slice(&m.frames()[..FRAMES]);
+        (t, out)
+    }
+
+    /// Every (outcome, memory after, entry filled) the SDM allows for one
+    /// page's access from memory `mem` with `cached` and `psc` still held:
+    /// the fresh walk from CR3, each cached translation covering `va` that
+    /// can answer, and a walk from each paging-structure-cache value for
+    /// `va`'s prefixes.
+    fn candidates(
+        &self,
+        mem: &FrameMem,
+        cached: &[Cached],
+        psc: &[PscVal],
+        va: u64,
+        access: Access,
+    ) -> Vec<Cand> {
+        let pcid = self.pcid();
+        let walked = |(t, m): (Result<pgtable::Translation, pgtable::Fault>, FrameMem), from| {
+            let (outcome, fill) = match &t {
+                Ok(t) => (Outcome::Ok(t.pa.as_u64()), Some(self.cached_of(va, t, pcid))),
+                Err(pgtable::Fault::PageFault(pf)) => {
+                    (Outcome::Pf { code: pf.error_code.bits(), cr2: pf.addr.as_u64() }, None)
+                }
+                Err(_) => (Outcome::Other, None),
+            };
+            Cand { outcome, mem: m, fill, from }
+        };
+        let mut v = vec![walked(self.fresh_walk(mem, va, access), 1)];
         for e in cached
             .iter()
             .filter(|e| (va & !e.size_mask) == e.region && (e.global || e.pcid == pcid))
         {
             if let Some(o) = apply(e, va, access, &self.regs) {
-                v.push(Cand { outcome: o, mem: mem.clone(), fill: None });
+                v.push(Cand { outcome: o, mem: mem.clone(), fill: None, from: 0 });
             }
+        }
+        for p in psc.iter().filter(|p| p.pcid == pcid && p.prefix == va >> psc_shift(p.level)) {
+            v.push(walked(self.walk_from_psc(mem, p, va, access), p.level));
         }
         v
     }
@@ -486,6 +696,7 @@ impl<const F: usize> World<F> {
         if self.regs.cr0 & CR0_PG == 0 {
             return Ok(());
         }
+        self.psc_observe();
         let before = self.mem.clone();
         let got = match self.mmu.translate_sized(&mut self.mem, va, size, access) {
             Ok(span) => Ok((span.first.as_u64(), span.second.map(|p| p.as_u64()))),
@@ -496,7 +707,7 @@ impl<const F: usize> World<F> {
         let va2 = (size as u64 > in_first).then_some(va + in_first);
         type Res = Result<(u64, Option<u64>), Option<(u32, u64)>>;
         let mut all: Vec<(Res, FrameMem, Vec<Cached>)> = Vec::new();
-        for c1 in self.candidates(&before, &self.cached, va, access) {
+        for c1 in self.candidates(&before, &self.cached, &self.psc, va, access) {
             match (c1.outcome, va2) {
                 (Outcome::Pf { code, cr2 }, _) => {
                     all.push((Err(Some((code, cr2))), c1.mem, vec![]))
@@ -508,7 +719,11 @@ impl<const F: usize> World<F> {
                 (Outcome::Ok(pa1), Some(v2)) => {
                     let mut cached2 = self.cached.clone();
                     cached2.extend(c1.fill);
-                    for c2 in self.candidates(&c1.mem, &cached2, v2, access) {
+                    // What the caches may have taken on from the memory the
+                    // first page's walk left.
+                    let mut psc2 = self.psc.clone();
+                    psc2.extend(self.psc_observed(&c1.mem, &self.psc));
+                    for c2 in self.candidates(&c1.mem, &cached2, &psc2, v2, access) {
                         let fills: Vec<Cached> = c1.fill.into_iter().chain(c2.fill).collect();
                         let r = match c2.outcome {
                             Outcome::Ok(pa2) => Ok((pa1, Some(pa2))),
@@ -520,40 +735,51 @@ impl<const F: usize> World<F> {
                 }
             }
         }
-        let Some((_, _, fills)) =
-            all.iter().find(|(r, m, _)| *r == got && m.frames() == self.mem.frames())
-        else {
+        // Every allowed outcome that matches may be what the MMU did: the
+        // entries any of them fills may be cached.
+        let fills: Vec<Cached> = all
+            .iter()
+            .filter(|(r, m, _)| *r == got && m.frames() == self.mem.frames())
+            .flat_map(|(_, _, f)| f.iter().copied())
+            .collect();
+        if !all.iter().any(|(r, m, _)| *r == got && m.frames() == self.mem.frames()) {
             let outs: Vec<&Res> = all.iter().map(|(r, _, _)| r).collect();
             return Err(format!(
                 "sized access {va:#x}+{size} {access:?} under {:?}: MMU gave {got:?}, allowed {outs:?}",
                 self.regs
             ));
-        };
+        }
         self.tally.sized += 1;
         if va2.is_some() {
             self.tally.split += 1;
         }
-        let fills = fills.clone();
         for e in fills {
             if !self.cached.contains(&e) {
                 self.cached.push(e);
             }
         }
         if let Err(Some((_, cr2))) = got {
-            let pcid = self.pcid();
-            self.drop_where(11, |e| {
-                (cr2 & !e.size_mask) == e.region && (e.global || e.pcid == pcid)
-            });
+            self.fault_drops(cr2);
         }
+        self.psc_observe();
         Ok(())
     }
 
+    /// A #PF drops the faulting address's TLB entries and the
+    /// paging-structure-cache entries a walk of it would use (SDM
+    /// 4.10.4.1).
+    fn fault_drops(&mut self, cr2: u64) {
+        let pcid = self.pcid();
+        self.drop_where(11, |e| (cr2 & !e.size_mask) == e.region && (e.global || e.pcid == pcid));
+        self.psc_drop(|v| v.pcid == pcid && v.prefix == cr2 >> psc_shift(v.level));
+    }
+
     fn access(&mut self, va: u64, access: Access) -> Result<(), String> {
-        let before = self.mem.clone();
-        let got = self.mmu.translate(&mut self.mem, va, access);
-        let got_o = outcome_of_mmu(&got);
-        let untouched = self.mem.frames() == before.frames();
         if self.regs.cr0 & CR0_PG == 0 {
+            let before = self.mem.clone();
+            let got = self.mmu.translate(&mut self.mem, va, access);
+            let got_o = outcome_of_mmu(&got);
+            let untouched = self.mem.frames() == before.frames();
             let want = if va >> MAXPHY == 0 { Outcome::Ok(va) } else { Outcome::Other };
             return if got_o == want && untouched {
                 Ok(())
@@ -561,64 +787,53 @@ impl<const F: usize> World<F> {
                 Err(format!("paging off: {va:#x} gave {got_o:?}"))
             };
         }
-        // The fresh walk, on a copy of memory as it was.
-        let (fresh, fresh_mem) = self.fresh_walk(&before, va, access);
-        let fresh_o = match &fresh {
-            Ok(t) => Outcome::Ok(t.pa.as_u64()),
-            Err(pgtable::Fault::PageFault(pf)) => {
-                Outcome::Pf { code: pf.error_code.bits(), cr2: pf.addr.as_u64() }
-            }
-            Err(_) => Outcome::Other,
-        };
-        let pcid = self.pcid();
-        let covering: Vec<Cached> = self
-            .cached
-            .iter()
-            .filter(|e| (va & !e.size_mask) == e.region && (e.global || e.pcid == pcid))
-            .copied()
-            .collect();
-        let alternatives: Vec<Option<Outcome>> =
-            covering.iter().map(|e| apply(e, va, access, &self.regs)).collect();
+        self.psc_observe();
+        let before = self.mem.clone();
+        let got = self.mmu.translate(&mut self.mem, va, access);
+        let got_o = outcome_of_mmu(&got);
+        let cands = self.candidates(&before, &self.cached, &self.psc, va, access);
+        let fresh = &cands[0];
         // Strict: nothing cached could answer differently from the walk
         // (no edit since the covering invalidation).
-        let fresh_changes = fresh_mem.frames() != before.frames();
-        let strict = covering.is_empty()
-            || (!fresh_changes && alternatives.iter().all(|a| *a == Some(fresh_o) || a.is_none()));
+        let strict = cands
+            .iter()
+            .all(|c| c.outcome == fresh.outcome && c.mem.frames() == fresh.mem.frames());
         if strict {
             self.tally.strict += 1;
         } else {
             self.tally.relaxed += 1;
         }
-        let as_fresh = got_o == fresh_o && self.mem.frames() == fresh_mem.frames();
-        let as_cached = untouched && alternatives.contains(&Some(got_o));
-        if !as_fresh && !as_cached {
+        let matching: Vec<&Cand> = cands
+            .iter()
+            .filter(|c| c.outcome == got_o && c.mem.frames() == self.mem.frames())
+            .collect();
+        if matching.is_empty() {
+            let allowed: Vec<(u8, Outcome)> = cands.iter().map(|c| (c.from, c.outcome)).collect();
             return Err(format!(
                 "access {va:#x} {access:?} under {:?}: MMU gave {got_o:?} (memory {}), \
-                 fresh walk {fresh_o:?}, allowed cached {alternatives:?} from {covering:?}",
+                 allowed (from, outcome) {allowed:?}; TLB may hold {:?}; PSCs may hold {:?}",
                 self.regs,
-                if untouched { "untouched" } else { "changed" }
+                if self.mem.frames() == before.frames() { "untouched" } else { "changed" },
+                self.cached,
+                self.psc,
             ));
         }
-        if !as_fresh {
+        if matching.iter().all(|c| c.from != 1) {
             self.tally.stale_answers += 1;
-        }
-        match got_o {
-            Outcome::Pf { cr2, .. } => {
-                // A #PF invalidates the faulting address's entries.
-                self.drop_where(11, |e| {
-                    (cr2 & !e.size_mask) == e.region && (e.global || e.pcid == pcid)
-                });
+            if matching.iter().all(|c| c.from >= 2) {
+                self.tally.psc_answers += 1;
             }
-            Outcome::Ok(_) if as_fresh => {
-                if let Ok(t) = fresh {
-                    let e = self.cached_of(va, &t, pcid);
-                    if !self.cached.contains(&e) {
-                        self.cached.push(e);
-                    }
-                }
-            }
-            _ => {}
         }
+        let fills: Vec<Cached> = matching.iter().filter_map(|c| c.fill).collect();
+        for e in fills {
+            if !self.cached.contains(&e) {
+                self.cached.push(e);
+            }
+        }
+        if let Outcome::Pf { cr2, .. } = got_o {
+            self.fault_drops(cr2);
+        }
+        self.psc_observe();
         Ok(())
     }
 
@@ -648,7 +863,40 @@ impl<const F: usize> World<F> {
                 self.drop_where(0, |e| {
                     (va & !e.size_mask) == e.region && (e.global || e.pcid == pcid)
                 });
+                // INVLPG empties the current PCID's paging-structure caches.
+                self.psc_drop(|v| v.pcid == pcid);
                 self.access(va, access_of(kinds.1))?;
+            }
+            Op::EditUpper { slot, bits, pages, kinds } => {
+                // The slot's entry if it is a table entry, else its PDE.
+                let s = self.slots[slot];
+                let s = if s.level == 1 {
+                    *self
+                        .slots
+                        .iter()
+                        .find(|u| u.level == 2 && u.va == s.va & !((1 << 21) - 1))
+                        .unwrap()
+                } else {
+                    s
+                };
+                // Two of the universe's pages the entry maps (possibly the
+                // same one).
+                let under: Vec<u64> = self
+                    .slots
+                    .iter()
+                    .filter(|u| u.level == 1)
+                    .map(|u| u.va)
+                    .filter(|&va| {
+                        let span = 1u64 << (12 + 9 * u32::from(s.level - 1));
+                        va & !(span - 1) == s.va
+                    })
+                    .collect();
+                let va1 = under[pages.0 % under.len()] + 0x30;
+                let va2 = under[pages.1 % under.len()] + 0x40;
+                self.access(va1, access_of(kinds.0))?;
+                let v = entry_value(&s, bits);
+                self.mem.write_u64(pgtable::PhysAddr::new_truncate(s.pa), v).unwrap();
+                self.access(va2, access_of(kinds.1))?;
             }
             Op::EditCr3 { slot, bits, kinds } => {
                 let s = self.slots[slot];
@@ -674,6 +922,7 @@ impl<const F: usize> World<F> {
                     self.drop_where(0, |e| {
                         (va & !e.size_mask) == e.region && (e.global || e.pcid == pcid)
                     });
+                    self.psc_drop(|v| v.pcid == pcid);
                 }
             }
             Op::Invpcid { kind, pcid: p, page: (a, b, c, d) } => {
@@ -699,6 +948,14 @@ impl<const F: usize> World<F> {
                         2 => self.drop_where(3, |_| true),
                         _ => self.drop_where(4, |e| !e.global),
                     }
+                    // Types 0 and 1: the PCID's paging-structure caches (for
+                    // type 0 the SDM allows all of them, and the MMU does
+                    // so); types 2 and 3: every PCID's.
+                    if kind <= 1 {
+                        self.psc_drop(|v| v.pcid == p);
+                    } else {
+                        self.psc_drop(|_| true);
+                    }
                 }
             }
             Op::Cr3 { pcid: p, noflush } => {
@@ -708,12 +965,14 @@ impl<const F: usize> World<F> {
                     self.regs.cr3 = v & !CR3_NOFLUSH;
                     if !noflush {
                         self.drop_where(5, |e| !e.global && e.pcid == p);
+                        self.psc_drop(|v| v.pcid == p);
                     }
                 } else {
                     let v = PML4 * 4096;
                     self.mmu.write_cr3(v).map_err(|e| format!("CR3 {v:#x}: {e}"))?;
                     self.regs.cr3 = v;
                     self.drop_where(5, |e| !e.global);
+                    self.psc_drop(|v| v.pcid == 0);
                 }
             }
             Op::Cr4 { toggle } => {
@@ -730,8 +989,10 @@ impl<const F: usize> World<F> {
                     self.regs.cr4 = new;
                     if toggle == CR4_PGE || (toggle == CR4_PCIDE && new & CR4_PCIDE == 0) {
                         self.drop_where(6, |_| true);
+                        self.psc_drop(|_| true);
                     } else if toggle == CR4_SMEP && new & CR4_SMEP != 0 {
                         self.drop_where(7, |e| !e.global && e.pcid == pcid);
+                        self.psc_drop(|v| v.pcid == pcid);
                     }
                 }
             }
@@ -754,6 +1015,7 @@ impl<const F: usize> World<F> {
                     self.regs.cr0 = off;
                     self.regs.efer &= !EFER_LMA;
                     self.drop_where(8, |_| true);
+                    self.psc_drop(|_| true);
                     self.access(0x1234, Access::Read)?;
                     self.access(va_of(1, 0, 0, 0), Access::Write)?;
                     self.mmu.write_cr0(on).map_err(|e| format!("CR0 {on:#x}: {e}"))?;
@@ -768,6 +1030,7 @@ impl<const F: usize> World<F> {
                 // The SDM is silent; the MMU documents a full flush and the
                 // model holds it to that.
                 self.drop_where(9, |_| true);
+                self.psc_drop(|_| true);
             }
             Op::Pkru(v) => {
                 self.mmu.write_pkru(v);
@@ -815,12 +1078,19 @@ fn case_strategy(steps: usize) -> impl Strategy<Value = Case> {
 static STRICT: AtomicU64 = AtomicU64::new(0);
 static RELAXED: AtomicU64 = AtomicU64::new(0);
 static STALE: AtomicU64 = AtomicU64::new(0);
+static PSC_STALE: AtomicU64 = AtomicU64::new(0);
+static PSC_HITS: AtomicU64 = AtomicU64::new(0);
 static SIZED: AtomicU64 = AtomicU64::new(0);
 static SPLIT: AtomicU64 = AtomicU64::new(0);
 static INVALIDATIONS: [AtomicU64; 12] = [const { AtomicU64::new(0) }; 12];
 
-fn run_case<const F: usize>(case: &Case, bug: Bug, entries: usize) -> Result<(), TestCaseError> {
-    let mut w = World::<F>::new(&case.init, case.pcide, case.pge, entries);
+fn run_case<const F: usize>(
+    case: &Case,
+    bug: Bug,
+    entries: usize,
+    psc: [usize; 3],
+) -> Result<(), TestCaseError> {
+    let mut w = World::<F>::new(&case.init, case.pcide, case.pge, entries, psc);
     w.mmu.inject(bug);
     for (k, op) in case.ops.iter().enumerate() {
         w.step(op).map_err(|e| TestCaseError::fail(format!("step {k} {op:?}: {e}")))?;
@@ -833,6 +1103,9 @@ fn run_case<const F: usize>(case: &Case, bug: Bug, entries: usize) -> Result<(),
     SPLIT.fetch_add(w.tally.split, Ordering::Relaxed);
     RELAXED.fetch_add(w.tally.relaxed, Ordering::Relaxed);
     STALE.fetch_add(w.tally.stale_answers, Ordering::Relaxed);
+    PSC_STALE.fetch_add(w.tally.psc_answers, Ordering::Relaxed);
+    let p = w.mmu.stats().psc;
+    PSC_HITS.fetch_add(p.pde_hits + p.pdpte_hits + p.pml4_hits, Ordering::Relaxed);
     for (a, v) in INVALIDATIONS.iter().zip(w.tally.invalidations) {
         a.fetch_add(v, Ordering::Relaxed);
     }
@@ -870,10 +1143,24 @@ type Run = fn(&Case, Bug) -> Result<(), TestCaseError>;
 ///   answers), and entries sharing a main slot share a first-level slot;
 /// - F = 8, E = 1024: pages differing in bit 3, c, b or a share a
 ///   first-level slot, most first-level misses are main-table hits.
+///
+/// Paging-structure caches (PML4, PDPTE, PDE entries per context): the
+/// universe's PML4 slots 0 and 257 and its PDPTE and PDE prefixes differ
+/// in bit 0 of each level's index, and in the PML4 index above it.
+/// - the defaults (4, 4, 32): PDPTEs (and PDEs) under the two PML4 slots
+///   share a slot (conflicts evict);
+/// - one entry each: every prefix of a level shares the one slot;
+/// - (512, 4096, 4096): no conflicts, so entries live until invalidated.
 const SHAPES: [(&str, Run); 3] = [
-    ("256-slot first level, 8-slot main tables", |c, b| run_case::<256>(c, b, 8)),
-    ("256-slot first level, 1024-slot main tables", |c, b| run_case::<256>(c, b, 1024)),
-    ("8-slot first level, 1024-slot main tables", |c, b| run_case::<8>(c, b, 1024)),
+    ("256-slot first level, 8-slot main tables, default PSCs", |c, b| {
+        run_case::<256>(c, b, 8, [4, 4, 32])
+    }),
+    ("256-slot first level, 1024-slot main tables, 1-entry PSCs", |c, b| {
+        run_case::<256>(c, b, 1024, [1, 1, 1])
+    }),
+    ("8-slot first level, 1024-slot main tables, conflict-free PSCs", |c, b| {
+        run_case::<8>(c, b, 1024, [512, 4096, 4096])
+    }),
 ];
 
 #[test]
@@ -884,7 +1171,10 @@ fn tlb_matches_the_sdm_model() {
 }
 
 fn model(shape: &str, run: Run) {
-    for a in [&STRICT, &RELAXED, &STALE, &SIZED, &SPLIT].into_iter().chain(&INVALIDATIONS) {
+    for a in [&STRICT, &RELAXED, &STALE, &PSC_STALE, &PSC_HITS, &SIZED, &SPLIT]
+        .into_iter()
+        .chain(&INVALIDATIONS)
+    {
         a.store(0, Ordering::Relaxed);
     }
     let cases = cases();
@@ -928,7 +1218,18 @@ fn model(shape: &str, run: Run) {
             assert!(v > 0, "invalidation kind {n} never exercised");
         }
     }
+    println!(
+        "  walks started from a paging-structure cache: {}; accesses only a walk from a \
+         stale paging-structure-cache value explains: {}",
+        PSC_HITS.load(Ordering::Relaxed),
+        PSC_STALE.load(Ordering::Relaxed)
+    );
     assert!(STALE.load(Ordering::Relaxed) > 0, "no stale entry was ever observed");
+    assert!(PSC_HITS.load(Ordering::Relaxed) > 0, "the paging-structure caches were never used");
+    assert!(
+        PSC_STALE.load(Ordering::Relaxed) > 0,
+        "no stale paging-structure-cache value was ever observed"
+    );
     assert!(RELAXED.load(Ordering::Relaxed) > 0);
 }
 
@@ -960,4 +1261,14 @@ fn catches_write_permission_on_a_clean_page() {
 #[test]
 fn catches_a_first_level_copy_outliving_its_entry() {
     caught(Bug::FirstLevelOutlivesEntry);
+}
+
+#[test]
+fn catches_invlpg_keeping_the_paging_structure_caches() {
+    caught(Bug::InvlpgKeepsPsc);
+}
+
+#[test]
+fn catches_cr3_write_keeping_the_paging_structure_caches() {
+    caught(Bug::Cr3KeepsPsc);
 }
