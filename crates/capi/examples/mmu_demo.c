@@ -224,6 +224,13 @@ int main(void) {
           "misaligned buffer refused (%s)", ptemu_last_error());
     PtemuConfig cfg = ptemu_config_default();
     CHECK(cfg.entries == 256 && cfg.maxphyaddr == 52, "default config %u entries", cfg.entries);
+    CHECK(cfg.pml4_cache == 4 && cfg.pdpte_cache == 4 && cfg.pde_cache == 32,
+          "default paging-structure caches %u/%u/%u", cfg.pml4_cache, cfg.pdpte_cache,
+          cfg.pde_cache);
+    cfg.pde_cache = 48;
+    CHECK(ptemu_mmu_new_flat(&cfg, mem, MEM_SIZE, &mmu) == PTEMU_STATUS_INVALID_ARGUMENT,
+          "48-entry PDE cache refused (%s)", ptemu_last_error());
+    cfg = ptemu_config_default();
     cfg.entries = 100;
     CHECK(ptemu_mmu_new_flat(&cfg, mem, MEM_SIZE, &mmu) == PTEMU_STATUS_INVALID_ARGUMENT,
           "100-entry TLB refused (%s)", ptemu_last_error());

@@ -64,6 +64,15 @@ typedef struct PtemuConfig {
   // would (at most one spurious #PF after a permission is raised without
   // invalidation). 1: walk again first, as QEMU does.
   uint8_t stale_rewalk;
+  // Entries of the PML4 paging-structure cache per PCID context: 0
+  // (none) or a power of two up to 512.
+  uint32_t pml4_cache;
+  // Entries of the PDPTE cache per context: 0 or a power of two up to
+  // 4096.
+  uint32_t pdpte_cache;
+  // Entries of the PDE cache per context: 0 or a power of two up to
+  // 4096. All three 0: every TLB miss walks from CR3, as QEMU does.
+  uint32_t pde_cache;
 } PtemuConfig;
 
 // The paging registers. [`ptemu_regs_long_mode`] gives 4-level paging
@@ -173,6 +182,18 @@ typedef struct PtemuStats {
   uint64_t context_evictions;
   // Comparator rebuilds (PKRU, CR4.PKE, CR4.SMEP changes).
   uint64_t rederive;
+  // Walks that started from the PDE cache (one entry read).
+  uint64_t psc_pde_hits;
+  // Walks that started from the PDPTE cache.
+  uint64_t psc_pdpte_hits;
+  // Walks that started from the PML4 cache.
+  uint64_t psc_pml4_hits;
+  // PDE-cache entries created.
+  uint64_t psc_pde_fills;
+  // PDPTE-cache entries created.
+  uint64_t psc_pdpte_fills;
+  // PML4-cache entries created.
+  uint64_t psc_pml4_fills;
 } PtemuStats;
 
 // The exception an access or instruction raised.
@@ -190,7 +211,8 @@ extern "C" {
 #endif // __cplusplus
 
 // The default TLB configuration (256 slots per table, 4 PCID contexts,
-// MAXPHYADDR 52, faithful stale entries).
+// MAXPHYADDR 52, faithful stale entries, paging-structure caches of 4
+// PML4 entries, 4 PDPTEs and 32 PDEs per context).
 struct PtemuConfig ptemu_config_default(void);
 
 // Registers for 4-level paging with the tables at `cr3`: CR0.PE|WP|PG,

@@ -62,7 +62,8 @@ impl PtemuMmu {
 }
 
 /// The default TLB configuration (256 slots per table, 4 PCID contexts,
-/// MAXPHYADDR 52, faithful stale entries).
+/// MAXPHYADDR 52, faithful stale entries, paging-structure caches of 4
+/// PML4 entries, 4 PDPTEs and 32 PDEs per context).
 #[unsafe(no_mangle)]
 pub extern "C" fn ptemu_config_default() -> PtemuConfig {
     ptemu_mmu::Config::default().into()

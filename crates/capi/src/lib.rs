@@ -163,6 +163,15 @@ pub struct PtemuConfig {
     /// would (at most one spurious #PF after a permission is raised without
     /// invalidation). 1: walk again first, as QEMU does.
     pub stale_rewalk: u8,
+    /// Entries of the PML4 paging-structure cache per PCID context: 0
+    /// (none) or a power of two up to 512.
+    pub pml4_cache: u32,
+    /// Entries of the PDPTE cache per context: 0 or a power of two up to
+    /// 4096.
+    pub pdpte_cache: u32,
+    /// Entries of the PDE cache per context: 0 or a power of two up to
+    /// 4096. All three 0: every TLB miss walks from CR3, as QEMU does.
+    pub pde_cache: u32,
 }
 
 /// The paging registers. [`ptemu_regs_long_mode`] gives 4-level paging
@@ -224,6 +233,18 @@ pub struct PtemuStats {
     pub context_evictions: u64,
     /// Comparator rebuilds (PKRU, CR4.PKE, CR4.SMEP changes).
     pub rederive: u64,
+    /// Walks that started from the PDE cache (one entry read).
+    pub psc_pde_hits: u64,
+    /// Walks that started from the PDPTE cache.
+    pub psc_pdpte_hits: u64,
+    /// Walks that started from the PML4 cache.
+    pub psc_pml4_hits: u64,
+    /// PDE-cache entries created.
+    pub psc_pde_fills: u64,
+    /// PDPTE-cache entries created.
+    pub psc_pdpte_fills: u64,
+    /// PML4-cache entries created.
+    pub psc_pml4_fills: u64,
 }
 
 impl From<ptemu_mmu::Config> for PtemuConfig {
@@ -233,6 +254,9 @@ impl From<ptemu_mmu::Config> for PtemuConfig {
             contexts: u32::try_from(c.contexts).unwrap_or(u32::MAX),
             maxphyaddr: c.maxphyaddr,
             stale_rewalk: u8::from(c.stale == ptemu_mmu::StalePolicy::Rewalk),
+            pml4_cache: u32::try_from(c.pml4_cache).unwrap_or(u32::MAX),
+            pdpte_cache: u32::try_from(c.pdpte_cache).unwrap_or(u32::MAX),
+            pde_cache: u32::try_from(c.pde_cache).unwrap_or(u32::MAX),
         }
     }
 }
@@ -249,6 +273,9 @@ impl PtemuConfig {
             contexts: self.contexts as usize,
             maxphyaddr: self.maxphyaddr,
             stale,
+            pml4_cache: self.pml4_cache as usize,
+            pdpte_cache: self.pdpte_cache as usize,
+            pde_cache: self.pde_cache as usize,
         })
     }
 }
@@ -308,6 +335,12 @@ impl From<&ptemu_mmu::Stats> for PtemuStats {
             flush_explicit: f.explicit,
             context_evictions: f.context_evictions,
             rederive: f.rederive,
+            psc_pde_hits: s.psc.pde_hits,
+            psc_pdpte_hits: s.psc.pdpte_hits,
+            psc_pml4_hits: s.psc.pml4_hits,
+            psc_pde_fills: s.psc.pde_fills,
+            psc_pdpte_fills: s.psc.pdpte_fills,
+            psc_pml4_fills: s.psc.pml4_fills,
         }
     }
 }
