@@ -19,8 +19,14 @@
 //!   set fits its L1 dTLB).
 //! - `miss_4k/ptemu`: `Mmu::translate` of random addresses over the whole
 //!   1 GiB (262144 pages, far beyond the TLB's 256 slots): nearly every
-//!   translation misses, probes the victim cache, walks (pgtable's
-//!   `translate`) and fills.
+//!   translation misses, probes the victim cache, walks and fills. The
+//!   walk starts where the paging-structure caches (default sizes: 4 PML4
+//!   entries, 4 PDPTEs, 32 PDEs) let it: over 1 GiB of random addresses
+//!   the PDPTE cache answers nearly every miss (one PDPTE), the 32-entry
+//!   PDE cache about 1 in 16 of them (512 PDEs).
+//! - `miss_4k/ptemu_no_psc`: the same loop with the paging-structure caches
+//!   off (`Config::without_psc`, QEMU's miss): every walk reads all four
+//!   levels from CR3.
 //! - `translate_4k_random/{ptemu,ptemu_walk,x86_64,hardware}`: as in the
 //!   `translate` bench, over the same random addresses as `miss_4k`.
 #![allow(missing_docs)]
@@ -40,7 +46,11 @@ const ADDRS: usize = 1 << 20;
 const HIT_PAGES: u64 = 32;
 
 fn mmu_over(root: u64) -> Mmu {
-    let mut mmu = Mmu::new(Config::default()).expect("config");
+    mmu_with(root, Config::default())
+}
+
+fn mmu_with(root: u64, config: Config) -> Mmu {
+    let mut mmu = Mmu::new(config).expect("config");
     mmu.set_regs(Regs::long_mode(root)).expect("regs");
     mmu.set_cpl(3);
     mmu
@@ -89,15 +99,21 @@ fn bench_mmu(c: &mut Criterion) {
     }
     {
         let mut g = c.benchmark_group("miss_4k");
-        let mut mmu = mmu_over(t.root.as_u64());
-        let mem = &mut t.mem;
         let addrs: Vec<u64> = random.iter().map(|v| v.as_u64()).collect();
-        g.bench_function("ptemu", |b| b.iter_custom(|iters| run(&mut mmu, mem, &addrs, iters)));
-        let s = mmu.stats();
-        eprintln!(
-            "miss_4k/ptemu: {} hits, {} victim hits, {} misses",
-            s.hits, s.victim_hits, s.misses
-        );
+        for (name, config) in
+            [("ptemu", Config::default()), ("ptemu_no_psc", Config::default().without_psc())]
+        {
+            let mut mmu = mmu_with(t.root.as_u64(), config);
+            let mem = &mut t.mem;
+            g.bench_function(name, |b| b.iter_custom(|iters| run(&mut mmu, mem, &addrs, iters)));
+            let s = mmu.stats();
+            let p = s.psc;
+            eprintln!(
+                "miss_4k/{name}: {} hits, {} victim hits, {} misses; walks started by the PDE \
+                 cache {}, the PDPTE cache {}, the PML4 cache {}",
+                s.hits, s.victim_hits, s.misses, p.pde_hits, p.pdpte_hits, p.pml4_hits
+            );
+        }
         g.finish();
     }
     {

@@ -4,7 +4,10 @@
 //! `valgrind --tool=callgrind target/release/examples/mmu_probe miss 1000000`
 //!
 //! `hit | miss | walk | switch | wide | wide1024` and an iteration count: `Mmu::translate`
-//! over 32 TLB-resident pages, over the whole 1 GiB of the translate bench,
+//! over 32 TLB-resident pages, over the whole 1 GiB of the translate bench
+//! (`miss`: the default paging-structure caches; `miss_no_psc`: none, every
+//! miss walks from CR3; `miss_psc512`: a 512-entry PDE cache, as many as
+//! the 1 GiB's PDEs),
 //! or pgtable's bare walk over the same addresses; or CPL 3 -> 0 -> 3 with
 //! a translation (a hit) in each mode, for the cost of a change of mode;
 //! or `wide`: 4096-slot main tables and 1024 TLB-resident pages, four to
@@ -127,10 +130,35 @@ fn main() {
                 black_box(mmu.translate(&mut mem, hit[i & mask], Access::Read).ok());
             }
         }
-        "miss" => {
+        "miss" | "miss_no_psc" | "miss_psc512" => {
+            if which != "miss" {
+                // No paging-structure caches (QEMU's miss), or a PDE cache
+                // as large as the 512 PDEs of the 1 GiB.
+                let config = if which == "miss_no_psc" {
+                    Config::default().without_psc()
+                } else {
+                    Config { pde_cache: 512, ..Config::default() }
+                };
+                mmu = Mmu::new(config).unwrap();
+                mmu.set_regs(Regs::long_mode(root.as_u64())).unwrap();
+                mmu.set_cpl(3);
+            }
             for i in 0..iters {
                 black_box(mmu.translate(&mut mem, random[i & mask], Access::Read).ok());
             }
+            let s = mmu.stats();
+            let p = s.psc;
+            eprintln!(
+                "{which}: {} misses; walks started by the PDE cache {}, the PDPTE cache {}, \
+                 the PML4 cache {}; fills {} / {} / {}",
+                s.misses,
+                p.pde_hits,
+                p.pdpte_hits,
+                p.pml4_hits,
+                p.pde_fills,
+                p.pdpte_fills,
+                p.pml4_fills
+            );
         }
         "walk" => {
             let cpu = CpuState::default();
