@@ -893,7 +893,7 @@ pub struct Mmu<const FIRST: usize = L1_SLOTS> {
     psc_per_ctx: usize,
     /// Where each cache (PDE, PDPTE, PML4) starts within a context's
     /// slots, and where it starts for the current context (kept by
-    /// `update_mode`).
+    /// `switch_pcid`, which every change of context goes through).
     psc_off: [usize; 3],
     psc_at: [usize; 3],
     /// Each cache's index mask (0 when disabled) and what its fills OR into
@@ -1706,8 +1706,6 @@ impl<const FIRST: usize> Mmu<FIRST> {
             self.hot_set = set;
         }
         self.hot_base = set * self.entries;
-        let base = self.cur_ctx * self.psc_per_ctx;
-        self.psc_at = self.psc_off.map(|o| base + o);
         self.cpu = self.cpu_state();
         self.rsvd = pgtable::entry::cpu_reserved_mask(self.config.maxphyaddr, self.policy.nxe);
         self.nx_mask = if self.policy.nxe { EntryFlags::NX.bits() } else { 0 };
@@ -1922,6 +1920,8 @@ impl<const FIRST: usize> Mmu<FIRST> {
         };
         self.ctxs[c].stamp = self.clock;
         self.cur_ctx = c;
+        let base = c * self.psc_per_ctx;
+        self.psc_at = self.psc_off.map(|o| base + o);
         self.update_mode();
     }
 
