@@ -56,11 +56,11 @@
 //! Only a walk that completes fills: every level present, no reserved bit,
 //! A set (and D for a write), the access allowed. Most misses find exactly
 //! that already in memory (nothing for the walk to write), and a read-only
-//! pass over the four levels (pgtable's frame and reserved-bit masks)
-//! decides them. Every other miss goes to pgtable's `translate`, which
-//! raises the #PF with its exact error code or sets A and D by
-//! compare-exchange before the entry is filled; so every fault and every
-//! A/D update comes from the one walk.
+//! pass over the levels (pgtable's frame and reserved-bit masks) decides
+//! them. Every other miss goes to the slow walk, which raises the #PF with
+//! its exact error code or sets A and D by compare-exchange before the
+//! entry is filled: pgtable's `translate` from CR3, or the same checks and
+//! updates from a paging-structure-cache entry (below).
 //!
 //! # Paging-structure caches
 //!
@@ -81,11 +81,12 @@
 //! are created only from entries that are present, accessed and free of
 //! reserved bits, never for a PDPTE or PDE that maps a page. When the walk
 //! from a cached entry does not complete without writing (an entry below
-//! not present or not accessed, a D to set, the access denied), the MMU
-//! runs pgtable's walk from CR3, which raises the #PF or sets A/D: a CPU
-//! may drop any paging-structure-cache entry at any time, so walking from
-//! memory is always allowed. (A CPU might instead continue from the
-//! cached entry and set A/D below it; the MMU does not.)
+//! not present or not accessed, a D to set, the access denied), the slow
+//! path walks again from the same cached entry, raising the #PF the CPU
+//! would or setting A/D below it by compare-exchange, as a CPU does: a
+//! guest that freed a page table without invalidating sees A and D set in
+//! whatever the frame now holds. Without a cached entry the slow path is
+//! pgtable's walk from CR3.
 //!
 //! Invalidation (SDM 4.10.4.1): INVLPG empties the current PCID's caches
 //! whatever the address; INVPCID types 0 and 1 empty the named PCID's
@@ -1402,8 +1403,10 @@ impl<const FIRST: usize> Mmu<FIRST> {
         self.full_walk(mem, vaddr, access, stale_victim)
     }
 
-    /// A miss the read-only walk did not answer: pgtable's walk (faults,
-    /// A/D set by compare-exchange) and the fill.
+    /// A miss the read-only walk did not answer: the walk that raises
+    /// faults and sets A/D by compare-exchange, and the fill. It starts
+    /// from the deepest paging-structure-cache entry for the address, as
+    /// the read-only walk did, or from CR3 (pgtable's walk).
     #[cold]
     #[inline(never)]
     fn full_walk<M: pgtable::PhysMem + ?Sized>(
@@ -1415,14 +1418,158 @@ impl<const FIRST: usize> Mmu<FIRST> {
     ) -> Result<PhysAddr, Error> {
         let cpu = self.cpu;
         let cr3 = PhysAddr::new_truncate(self.regs.cr3 & pgtable::entry::ADDR_MASK);
-        match walk(mem, cr3, vaddr, access, &cpu) {
+        let r = match self.psc_lookup(vaddr.as_u64()) {
+            Some((w, first)) => self.walk_from_psc(mem, vaddr, access, w, first),
+            None => walk(mem, cr3, vaddr, access, &cpu).map_err(Error::from),
+        };
+        match r {
             Ok(t) => {
                 self.fill(vaddr.as_u64(), &t, stale_victim);
                 Ok(t.pa)
             }
-            Err(pgtable::Fault::PageFault(pf)) => Err(self.page_fault(pf)),
-            Err(e) => Err(e.into()),
+            Err(Error::PageFault(pf)) => Err(self.page_fault(pf)),
+            Err(e) => Err(e),
         }
+    }
+
+    /// The deepest paging-structure-cache entry of the current PCID for
+    /// `va`: the walk so far ([`psc_word`]) and the level whose table it
+    /// names.
+    fn psc_lookup(&mut self, va: u64) -> Option<(u64, pgtable::Level)> {
+        use pgtable::Level;
+        for (l, level) in [(PSC_PDE, Level::Pt), (PSC_PDPTE, Level::Pd), (PSC_PML4, Level::Pdpt)] {
+            let k = self.psc_at[l] + ((va >> PSC_SHIFT[l]) as usize & self.psc_mask[l]);
+            if self.psc[k].tag == va >> PSC_SHIFT[l] {
+                let p = &mut self.stats.psc;
+                match l {
+                    PSC_PDE => p.pde_hits += 1,
+                    PSC_PDPTE => p.pdpte_hits += 1,
+                    _ => p.pml4_hits += 1,
+                }
+                return Some((self.psc[k].word, level));
+            }
+        }
+        None
+    }
+
+    /// The #PF an access raises for a fault of kind `base` (not present:
+    /// empty; a reserved bit: RSVD | P), as pgtable's walk forms it.
+    fn walk_fault(&self, va: VirtAddr, access: Access, base: PfErrorCode) -> PageFault {
+        let mut code = base;
+        if self.mode == Mode::User {
+            code |= PfErrorCode::USER;
+        }
+        match access {
+            Access::Read => {}
+            Access::Write => code |= PfErrorCode::WRITE,
+            Access::Fetch => {
+                if self.policy.nxe || self.policy.smep {
+                    code |= PfErrorCode::FETCH;
+                }
+            }
+        }
+        PageFault { error_code: code, addr: va }
+    }
+
+    /// The walk of `va` a CPU makes from a paging-structure-cache entry
+    /// (SDM 4.10.3.2): `w` the walk so far, `first` the level of the table
+    /// it names. The entries below are read from memory with the same
+    /// checks, faults, and A/D updates by compare-exchange as pgtable's
+    /// walk makes from CR3 (including A set in a page that is no longer a
+    /// page table, what a guest that freed a table without invalidating
+    /// gets on hardware).
+    fn walk_from_psc<M: pgtable::PhysMem + ?Sized>(
+        &self,
+        mem: &mut M,
+        vaddr: VirtAddr,
+        access: Access,
+        w: u64,
+        first: pgtable::Level,
+    ) -> Result<pgtable::Translation, Error> {
+        use pgtable::Level;
+        use pgtable::entry::ADDR_MASK;
+        let va = vaddr.as_u64();
+        let levels = [Level::Pdpt, Level::Pd, Level::Pt];
+        let start = levels.iter().position(|&l| l == first).unwrap_or(2);
+        'retry: for _ in 0..pgtable::walk::MAX_WALK_RETRIES {
+            let (mut all, mut any, mut table) = (w, w, w & ADDR_MASK);
+            // The table entries read below the cache, for their A bits.
+            let mut tables = [(PhysAddr::new_truncate(0), 0u64); 2];
+            let mut n = 0;
+            let mut leaf = None;
+            for &level in &levels[start..] {
+                let pa = PhysAddr::new_truncate(table | (((va >> level.shift()) & 511) << 3));
+                let raw = mem.read_u64(pa)?;
+                if raw & EntryFlags::PRESENT.bits() == 0 {
+                    return Err(Error::PageFault(self.walk_fault(
+                        vaddr,
+                        access,
+                        PfErrorCode::empty(),
+                    )));
+                }
+                if raw & (self.rsvd | pgtable::entry::level_reserved_mask(raw, level)) != 0 {
+                    let base = PfErrorCode::RSVD | PfErrorCode::PRESENT;
+                    return Err(Error::PageFault(self.walk_fault(vaddr, access, base)));
+                }
+                all &= raw;
+                any |= raw;
+                if level == Level::Pt || raw & EntryFlags::PS.bits() != 0 {
+                    leaf = Some((pa, raw, level));
+                    break;
+                }
+                tables[n] = (pa, raw);
+                n += 1;
+                table = raw & ADDR_MASK;
+            }
+            let Some((leaf_pa, raw, level)) = leaf else { break };
+            let perms = pgtable::Permissions {
+                writable: all & EntryFlags::WRITABLE.bits() != 0,
+                user: all & EntryFlags::USER.bits() != 0,
+                nx: self.policy.nxe && any & XD != 0,
+            };
+            let e = CachedEntry {
+                writable: perms.writable,
+                user: perms.user,
+                nx: perms.nx,
+                dirty: true,
+                pkey: pgtable::entry::pkey(raw),
+                ..CachedEntry::default()
+            };
+            if let Decision::Deny(code) = decide(&e, self.mode, access, &self.policy) {
+                return Err(Error::PageFault(PageFault { error_code: code, addr: vaddr }));
+            }
+            for &(pa, old) in &tables[..n] {
+                if old & EntryFlags::ACCESSED.bits() == 0
+                    && mem
+                        .compare_exchange_u64(pa, old, old | EntryFlags::ACCESSED.bits())?
+                        .is_err()
+                {
+                    continue 'retry;
+                }
+            }
+            let mut set = EntryFlags::ACCESSED.bits();
+            if access == Access::Write {
+                set |= EntryFlags::DIRTY.bits();
+            }
+            let mut leaf_entry = raw;
+            if raw & set != set {
+                leaf_entry = raw | set;
+                if mem.compare_exchange_u64(leaf_pa, raw, leaf_entry)?.is_err() {
+                    continue 'retry;
+                }
+            }
+            let page_size = pgtable::PageSize::of_level(level).unwrap_or(pgtable::PageSize::Size4K);
+            let size_mask = page_size.bytes() - 1;
+            let pa = (raw & ADDR_MASK & !size_mask) | (va & size_mask);
+            return Ok(pgtable::Translation {
+                pa: PhysAddr::new_truncate(pa),
+                page_size,
+                perms,
+                leaf_entry_pa: leaf_pa,
+                leaf_entry,
+            });
+        }
+        Err(Error::Contended(vaddr))
     }
 
     /// A #PF drops the faulting address's entries (SDM 4.10.4.1), so a
@@ -1519,8 +1666,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
     /// would cache and the accesses it allows now ([`Self::allow_bits`],
     /// computed from the entries' bits); the caller still checks the
     /// access (and D for a write) against them and otherwise leaves the
-    /// address to pgtable's walk from CR3, which produces faults and sets
-    /// A/D.
+    /// address to [`Self::full_walk`], which produces faults and sets A/D.
     #[inline(always)]
     fn quick_walk<M: pgtable::PhysMem + ?Sized, const PSC: bool>(
         &mut self,

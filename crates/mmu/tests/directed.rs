@@ -432,3 +432,34 @@ fn bad_paging_structure_cache_sizes_are_refused() {
     );
     assert!(Mmu::new(Config { pml4_cache: 512, pdpte_cache: 0, pde_cache: 1, ..c }).is_ok());
 }
+
+#[test]
+fn a_walk_from_a_cached_pde_sets_accessed_in_a_freed_page_table() {
+    // The guest clears the PDE and reuses the page table's frame for data
+    // without invalidating: the PDE cache still names the frame, and the
+    // walk through it reads the data as PTEs, setting A (and D for a
+    // write) in it, as a CPU does (the corruption Linux's
+    // tlb_remove_table prevents).
+    for psc in [true, false] {
+        let config = if psc { Config::default() } else { Config::default().without_psc() };
+        let (mut f, pages) = psc_fixture(config, 2);
+        // The page table the PDE named (only its P was cleared).
+        let pde = f.mem.read_u64(upper_pa(&f, VA, 2)).unwrap();
+        let pte =
+            PhysAddr::new((pde & 0x000f_ffff_ffff_f000) + ((pages[1] >> 12) & 511) * 8).unwrap();
+        let data = 0x40_000 | (P | RW).bits();
+        f.mem.write_u64(pte, data).unwrap();
+        let hits = f.mmu.stats().psc.pde_hits;
+        let r = f.tr(pages[1] + 8, Access::Write);
+        if psc {
+            assert_eq!(r, Ok(0x40_008));
+            assert_eq!(f.mem.read_u64(pte).unwrap(), data | 0x60, "A and D set in the data");
+            let walks = f.mmu.stats().psc.pde_hits - hits;
+            assert_eq!(walks, 2, "the read-only walk, then the one that sets A and D");
+        } else {
+            let pf = r.unwrap_err().page_fault().expect("a #PF");
+            assert_eq!((pf.error_code.bits(), pf.addr.as_u64()), (2, pages[1] + 8));
+            assert_eq!(f.mem.read_u64(pte).unwrap(), data, "memory untouched");
+        }
+    }
+}
