@@ -765,6 +765,8 @@ pub enum Bug {
     /// MOV to CR3 (without bit 63) leaves the paging-structure caches as
     /// they are.
     Cr3KeepsPsc,
+    /// A #PF leaves the paging-structure-cache entries for its address.
+    FaultKeepsPsc,
 }
 
 /// A paging-structure-cache slot: the tag (the address bits above the
@@ -1938,7 +1940,15 @@ impl<const FIRST: usize> Mmu<FIRST> {
                     self.flush_psc(self.cur_ctx);
                 }
             }
-            PageScope::Fault => self.psc_forget(va),
+            PageScope::Fault => {
+                #[cfg(feature = "fault-injection")]
+                let keep = self.bug == Bug::FaultKeepsPsc;
+                #[cfg(not(feature = "fault-injection"))]
+                let keep = false;
+                if !keep {
+                    self.psc_forget(va);
+                }
+            }
             PageScope::PcidNonGlobal(p) => {
                 if let Some(c) = self.ctxs.iter().position(|c| c.live && c.pcid == p) {
                     self.flush_psc(c);

@@ -16,9 +16,24 @@
 //! walk (no edit since the covering invalidation), that is exactly "equal
 //! to a fresh walk"; the test counts how often each case arises.
 //!
-//! Four deliberately wrong TLBs (the `fault-injection` knob) must make the
-//! property fail: the issue's three, and a first-level table that keeps the
-//! copy of an invalidated entry.
+//! The paging-structure caches (SDM 4.10.3) are modelled the same way: for
+//! every PCID and PML4/PDPTE/PDE prefix, every value (next table, R/W and
+//! U/S ANDed, XD ORed from the PML4E down) the cache may hold: any the
+//! entry held in memory while present, accessed and free of reserved bits,
+//! reached from CR3 or from a value the level above may hold, since the
+//! last invalidation covering it (a CPU may create such entries at any
+//! time, also for addresses it does not access, so the model takes them
+//! from memory before and after every access, for the whole universe). An
+//! access may also be answered by a walk that starts from any such value
+//! and continues through memory (pgtable's walk over scratch tables that
+//! stand for the cached levels): its faults, A/D updates and fills are
+//! allowed, and nothing else. `EditUpper` edits an upper-level entry
+//! between accesses to two pages under it, without invalidation.
+//!
+//! Seven deliberately wrong TLBs (the `fault-injection` knob) must make the
+//! property fail: the issue's three, a first-level table that keeps the
+//! copy of an invalidated entry, and INVLPG, a MOV to CR3 or a #PF that
+//! leaves the paging-structure caches.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -1271,4 +1286,9 @@ fn catches_invlpg_keeping_the_paging_structure_caches() {
 #[test]
 fn catches_cr3_write_keeping_the_paging_structure_caches() {
     caught(Bug::Cr3KeepsPsc);
+}
+
+#[test]
+fn catches_a_page_fault_keeping_the_paging_structure_caches() {
+    caught(Bug::FaultKeepsPsc);
 }
