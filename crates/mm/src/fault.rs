@@ -534,15 +534,15 @@ impl Machine {
     ) -> Result<FaultOutcome, MmError> {
         let _ = pid;
         let entry = crate::swap_state::swp_entry(swp.swap_type, swp.offset)?;
-        if !self.swap.is_valid(entry) {
+        let Some(cached) = self.swap.lookup_valid(entry) else {
             return Err(MmError::bug(
                 "do_swap_page",
                 format!("bad swap entry {orig:#x} at {addr:#x}"),
             ));
-        }
+        };
         // The page, with one reference held by this fault (lookup_swap_cache
         // takes one; a new page comes with its allocation's).
-        let page = match self.swap.lookup(entry) {
+        let page = match cached {
             Some(p) => {
                 let d = self.pages.get_mut(p)?;
                 d.refcount = d.refcount.checked_add(1).ok_or_else(|| {

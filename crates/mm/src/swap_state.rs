@@ -69,6 +69,13 @@ impl SwapState {
         Ok(())
     }
 
+    /// [`Self::is_valid`] and, for a valid entry, [`Self::lookup`], with
+    /// one device lookup: `None` when the entry is not valid.
+    #[inline]
+    pub(crate) fn lookup_valid(&self, e: SwpEntry) -> Option<Option<Pfn>> {
+        self.inner.lookup_swap_cache_in_use(e)
+    }
+
     /// `lookup_swap_cache` (no reference taken).
     pub(crate) fn lookup(&self, e: SwpEntry) -> Option<Pfn> {
         self.inner.lookup_swap_cache(e)
@@ -241,9 +248,8 @@ impl Machine {
     /// the caller's reference.
     pub(crate) fn read_swap_cache_async(&mut self, e: SwpEntry) -> Result<Pfn, MmError> {
         let pfn = self.alloc_frame("read_swap_cache_async", &[])?;
-        self.swap.inner.swapcache_prepare(e)?;
-        self.pages.get_mut(pfn)?.flags |= PageFlags::SWAPBACKED;
-        self.swap.inner.add_to_swap_cache(e, pfn, &mut self.pages)?;
+        // swapcache_prepare, PG_swapbacked, add_to_swap_cache.
+        self.swap.inner.swapcache_prepare_add(e, pfn, &mut self.pages)?;
         self.lru_add_inactive(pfn)?;
         // The page is in no page table yet: the exclusive bulk copy.
         self.swap.inner.swap_readpage_exclusive(pfn, &mut self.mem, &mut self.pages)?;

@@ -75,10 +75,51 @@ impl Swap {
         Ok(())
     }
 
+    /// `__read_swap_cache_async`'s steps for a new page `pfn` that is to
+    /// hold `entry`'s slot, with one device lookup: `swapcache_prepare`
+    /// (SWAP_HAS_CACHE taken: `CacheExists` when another page holds it,
+    /// `SlotNotAllocated` when nothing names the slot), PG_swapbacked set
+    /// on the page (`__folio_set_swapbacked`), then
+    /// [`Swap::add_to_swap_cache`]. When the cache refuses the page,
+    /// SWAP_HAS_CACHE is dropped again (`put_swap_folio`) and the error
+    /// returned; PG_swapbacked stays, as on the page Linux then frees.
+    pub fn swapcache_prepare_add(
+        &mut self,
+        entry: SwpEntry,
+        pfn: Pfn,
+        pages: &mut PageDescs,
+    ) -> Result<(), SwapError> {
+        let dev = self.device_mut(entry.swap_type())?;
+        dev.swap_map_mut().prepare_cache(entry.offset())?;
+        if let Ok(d) = pages.get_mut(pfn) {
+            d.flags.insert(PageFlags::SWAPBACKED);
+        }
+        if let Err(e) = cache_insert(dev, entry, pfn, pages) {
+            dev.swap_map_mut().put_cache(entry.offset())?;
+            return Err(e);
+        }
+        self.cached += 1;
+        Ok(())
+    }
+
     /// `lookup_swap_cache`: the page cached for `entry`, if any (no
     /// reference taken).
     pub fn lookup_swap_cache(&self, entry: SwpEntry) -> Option<Pfn> {
         self.device_opt(entry.swap_type())?.cached(entry.offset())
+    }
+
+    /// do_swap_page's first questions about `entry`, with one device
+    /// lookup: whether it names a slot in use on an existing device (a
+    /// count or SWAP_HAS_CACHE, not SWAP_MAP_BAD), and if so the page the
+    /// swap cache holds for it (no reference taken). `None` for an entry
+    /// naming no slot in use; `Some(None)` when the cache has no page.
+    pub fn lookup_swap_cache_in_use(&self, entry: SwpEntry) -> Option<Option<Pfn>> {
+        let dev = self.device_opt(entry.swap_type())?;
+        let v = dev.swap_map().value(entry.offset()).ok()?;
+        if v == 0 || v == crate::swap_map::SWAP_MAP_BAD {
+            return None;
+        }
+        Some(dev.cached(entry.offset()))
     }
 
     /// The cache's entries, in entry order.

@@ -363,3 +363,71 @@ fn cache_paths_check_the_page_against_the_cache() {
     assert!(r.slot_freed && !r.last_reference);
     assert_eq!((swap.lookup_swap_cache(a), swap.swap_cache_len()), (None, 0));
 }
+
+/// swapcache_prepare_add: the flag taken, PG_swapbacked set, the page
+/// added; a refusal by the cache gives the flag back.
+#[test]
+fn swapcache_prepare_add_takes_the_flag_then_adds_the_page() {
+    let mut phys = Phys::new(16 * PAGE_SIZE).unwrap();
+    let mut swap = Swap::new();
+    swap.swapon(SwapDevice::anonymous(0, 8).unwrap()).unwrap();
+    let p = phys.alloc(0).unwrap();
+    let a = swap.add_to_swap(p, &mut phys.pages).unwrap();
+    swap.swap_duplicate(a).unwrap();
+    swap.delete_from_swap_cache(p, &mut phys.pages).unwrap();
+    assert_eq!(swap.swap_map_value(a).unwrap(), 1);
+    // Swap-in of a: a new page q.
+    let q = phys.alloc(0).unwrap();
+    swap.swapcache_prepare_add(a, q, &mut phys.pages).unwrap();
+    let d = *phys.pages.get(q).unwrap();
+    assert!(d.flags.contains(PageFlags::SWAPCACHE | PageFlags::SWAPBACKED));
+    assert_eq!((d.refcount, d.private), (2, a.raw()));
+    assert_eq!(swap.swap_map_value(a).unwrap(), 1 | SWAP_HAS_CACHE);
+    assert_eq!((swap.lookup_swap_cache(a), swap.swap_cache_len()), (Some(q), 1));
+    // A second reader finds the flag taken: nothing changes.
+    let r = phys.alloc(0).unwrap();
+    assert!(matches!(
+        swap.swapcache_prepare_add(a, r, &mut phys.pages),
+        Err(SwapError::CacheExists(x)) if x == a
+    ));
+    assert!(!phys.pages.get(r).unwrap().flags.contains(PageFlags::SWAPBACKED));
+    // A page already cached under a is refused for b; b's flag is dropped.
+    let b = swap.get_swap_page().unwrap();
+    swap.swap_duplicate(b).unwrap();
+    swap.put_swap_folio(b).unwrap();
+    assert!(matches!(
+        swap.swapcache_prepare_add(b, q, &mut phys.pages),
+        Err(SwapError::PageInSwapCache { pfn, entry }) if pfn == q && entry == a
+    ));
+    assert_eq!(swap.swap_map_value(b).unwrap(), 1);
+    assert_eq!(swap.lookup_swap_cache(b), None);
+    // An entry naming a slot nobody uses.
+    let free = SwpEntry::new(0, 5).unwrap();
+    assert!(matches!(
+        swap.swapcache_prepare_add(free, r, &mut phys.pages),
+        Err(SwapError::SlotNotAllocated(x)) if x == free
+    ));
+    assert_eq!(swap.swap_map_value(free).unwrap(), 0);
+}
+
+/// lookup_swap_cache_in_use: no answer for a slot nobody uses, the header
+/// slot or a missing device; else the cached page, if any.
+#[test]
+fn lookup_swap_cache_in_use_answers_only_for_slots_in_use() {
+    let mut phys = Phys::new(16 * PAGE_SIZE).unwrap();
+    let mut swap = Swap::new();
+    swap.swapon(SwapDevice::anonymous(0, 8).unwrap()).unwrap();
+    let p = phys.alloc(0).unwrap();
+    let a = swap.add_to_swap(p, &mut phys.pages).unwrap();
+    assert_eq!(swap.lookup_swap_cache_in_use(a), Some(Some(p)));
+    swap.swap_duplicate(a).unwrap();
+    swap.delete_from_swap_cache(p, &mut phys.pages).unwrap();
+    assert_eq!(swap.lookup_swap_cache_in_use(a), Some(None));
+    swap.swap_free(a).unwrap();
+    assert_eq!(swap.lookup_swap_cache_in_use(a), None);
+    for e in
+        [SwpEntry::new(0, 0).unwrap(), SwpEntry::new(0, 99).unwrap(), SwpEntry::new(3, 1).unwrap()]
+    {
+        assert_eq!(swap.lookup_swap_cache_in_use(e), None, "{e}");
+    }
+}
