@@ -202,11 +202,16 @@ impl Swap {
     pub fn add_to_swap(&mut self, pfn: Pfn, pages: &mut PageDescs) -> Result<SwpEntry, SwapError> {
         // Fail on a bad frame before a slot is taken.
         pages.get(pfn)?;
-        let entry = self.get_swap_page()?;
-        if let Err(e) = self.add_to_swap_cache(entry, pfn, pages) {
-            self.put_swap_folio(entry)?;
+        // get_swap_page, then add_to_swap_cache on the device it chose.
+        let Some(dev) = self.devices.iter_mut().flatten().find(|d| d.free_slots() > 0) else {
+            return Err(SwapError::SwapFull);
+        };
+        let entry = SwpEntry::for_slot(dev.swap_type(), dev.swap_map_mut().alloc()?);
+        if let Err(e) = cache_insert(dev, entry, pfn, pages) {
+            dev.swap_map_mut().put_cache(entry.offset())?;
             return Err(e);
         }
+        self.cached += 1;
         pages.get_mut(pfn)?.flags.insert(PageFlags::DIRTY);
         Ok(entry)
     }
