@@ -95,6 +95,7 @@ impl SwapMap {
     }
 
     /// Index of a usable slot.
+    #[inline]
     fn slot(&self, offset: u64) -> Result<usize, SwapError> {
         if offset == 0 {
             return Err(SwapError::HeaderSlot(self.entry(0)));
@@ -134,6 +135,7 @@ impl SwapMap {
     /// (fork, try_to_unmap). Past SWAP_MAP_MAX the count carries into the
     /// continuation pages; [`SwapError::CountNeedsContinuation`] when that
     /// needs a page the slot's list lacks (nothing changed).
+    #[inline]
     pub fn duplicate(&mut self, offset: u64) -> Result<(), SwapError> {
         let i = self.slot(offset)?;
         let v = self.map[i];
@@ -255,6 +257,7 @@ impl SwapMap {
 
     /// `swp_swapcount`: the full count of swap PTEs naming the slot, the
     /// continuation digits included.
+    #[inline]
     pub fn full_count(&self, offset: u64) -> Result<u64, SwapError> {
         let count = self.count(offset)?;
         if count & COUNT_CONTINUED == 0 {
@@ -292,6 +295,7 @@ impl SwapMap {
     /// `swapcache_prepare`: take the cache flag before adding a page to the
     /// swap cache. `CacheExists` if someone holds it (-EEXIST),
     /// `SlotNotAllocated` if no swap PTE names the slot (-ENOENT).
+    #[inline]
     pub fn prepare_cache(&mut self, offset: u64) -> Result<(), SwapError> {
         let i = self.slot(offset)?;
         let v = self.map[i];
@@ -307,6 +311,7 @@ impl SwapMap {
 
     /// Drops the cache flag (`put_swap_folio`, `swapcache_clear`). Returns
     /// whether the slot became free (no swap PTE names it any more).
+    #[inline]
     pub fn put_cache(&mut self, offset: u64) -> Result<bool, SwapError> {
         let i = self.slot(offset)?;
         let v = self.map[i];
@@ -329,6 +334,7 @@ impl SwapMap {
 
     /// `swap_free`: a swap PTE naming the slot went away. Returns whether
     /// the slot became free (no count and no cache flag left).
+    #[inline]
     pub fn free(&mut self, offset: u64) -> Result<bool, SwapError> {
         let i = self.slot(offset)?;
         let v = self.map[i];
@@ -360,6 +366,7 @@ impl SwapMap {
     }
 
     /// The raw swap_map byte of a slot.
+    #[inline]
     pub fn value(&self, offset: u64) -> Result<u8, SwapError> {
         Ok(self.map[self.slot(offset)?])
     }
@@ -373,11 +380,13 @@ impl SwapMap {
     }
 
     /// Whether the slot's cache flag is set.
+    #[inline]
     pub fn has_cache(&self, offset: u64) -> Result<bool, SwapError> {
         Ok(self.value(offset)? & SWAP_HAS_CACHE != 0)
     }
 
     /// Whether the slot is in use (count or cache flag).
+    #[inline]
     pub fn in_use(&self, offset: u64) -> Result<bool, SwapError> {
         Ok(self.value(offset)? != 0)
     }
@@ -393,6 +402,7 @@ impl SwapMap {
     }
 
     /// Free slots (`si->pages - si->inuse_pages`).
+    #[inline]
     pub fn free_slots(&self) -> u64 {
         self.map.len() as u64 - 1 - self.inuse
     }
