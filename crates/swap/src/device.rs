@@ -99,6 +99,7 @@ impl SwapDevice {
     }
 
     /// The device's type: the 5-bit type of its swap entries.
+    #[inline]
     pub fn swap_type(&self) -> u8 {
         self.swap_type
     }
@@ -109,10 +110,12 @@ impl SwapDevice {
     }
 
     /// The slot counts.
+    #[inline]
     pub fn swap_map(&self) -> &SwapMap {
         &self.map
     }
 
+    #[inline]
     pub(crate) fn swap_map_mut(&mut self) -> &mut SwapMap {
         &mut self.map
     }
@@ -128,6 +131,7 @@ impl SwapDevice {
     }
 
     /// Free slots.
+    #[inline]
     pub fn free_slots(&self) -> u64 {
         self.map.free_slots()
     }
@@ -138,6 +142,7 @@ impl SwapDevice {
     }
 
     /// Byte offset of an allocated slot.
+    #[inline]
     fn slot_bytes(&self, offset: u64) -> Result<u64, SwapError> {
         if !self.map.in_use(offset)? {
             return Err(SwapError::SlotNotAllocated(crate::SwpEntry::for_slot(
@@ -202,6 +207,7 @@ impl SwapDevice {
     }
 
     /// The page the swap cache holds for slot `offset`, if any.
+    #[inline]
     pub(crate) fn cached(&self, offset: u64) -> Option<Pfn> {
         let v = *self.cache.get(usize::try_from(offset).ok()?)?;
         v.checked_sub(1).map(Pfn)
@@ -209,6 +215,7 @@ impl SwapDevice {
 
     /// Records (or with `None` clears) the swap cache's page for slot
     /// `offset`, which the caller has checked lies on the device.
+    #[inline]
     pub(crate) fn set_cached(&mut self, offset: u64, pfn: Option<Pfn>) {
         if let Some(v) = usize::try_from(offset).ok().and_then(|i| self.cache.get_mut(i)) {
             *v = pfn.map_or(0, |p| p.as_u64() + 1);
