@@ -199,6 +199,8 @@ impl SwapMap {
     /// COUNT_CONTINUED (low digit 0). Increment: whether it was done
     /// (false: a new page is needed). Decrement: whether higher digits
     /// are still non-zero.
+    #[cold]
+    #[inline(never)]
     fn count_continued(&mut self, offset: u64, count: u8) -> Result<bool, SwapError> {
         let entry = self.entry(offset);
         let (page, index) = Self::map_page(offset);
@@ -375,6 +377,7 @@ impl SwapMap {
     /// of swap PTEs naming the slot up to 62, with [`COUNT_CONTINUED`] set
     /// when higher digits are in continuation pages (see
     /// [`SwapMap::full_count`]).
+    #[inline]
     pub fn count(&self, offset: u64) -> Result<u8, SwapError> {
         Ok(self.value(offset)? & !SWAP_HAS_CACHE)
     }
