@@ -99,6 +99,7 @@ impl IndexSet {
 
     /// Adds `i` (below the bound, which every caller guarantees: blocks lie
     /// inside the managed frames).
+    #[inline(always)]
     fn insert(&mut self, mut i: u64) {
         debug_assert!(i < self.bound);
         for level in &mut self.levels {
