@@ -179,6 +179,7 @@ impl SwapDevice {
     /// [`Self::write_slot`] with one `memcpy`, holding the device and the
     /// memory exclusively (`&mut`): what swap_writepage does with a page
     /// that reclaim has unmapped, which nobody else can be writing.
+    #[inline]
     pub fn write_slot_exclusive(
         &mut self,
         offset: u64,
@@ -194,6 +195,7 @@ impl SwapDevice {
     /// [`Self::read_slot`] with one `memcpy`, holding the device and the
     /// memory exclusively: what swap_readpage does into a page just
     /// allocated for the swap cache, which is in no page table yet.
+    #[inline]
     pub fn read_slot_exclusive(
         &mut self,
         offset: u64,
