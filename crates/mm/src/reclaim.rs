@@ -99,7 +99,12 @@ impl Machine {
         keep_cache: bool,
         out: &mut Vec<ReclaimResult>,
     ) -> Result<Outcome<()>, MmError> {
-        let end = Self::check_range(addr & !0xfff, len.max(4096).next_multiple_of(4096))?;
+        // The length rounded up to whole pages (a mask: 4096 is a power
+        // of two), a length that wraps an error.
+        let Some(rounded) = len.max(4096).checked_add(0xfff).map(|l| l & !0xfff) else {
+            return Err(MmError::BadLength { addr, len, reason: "wraps" });
+        };
+        let end = Self::check_range(addr & !0xfff, rounded)?;
         let pml4 = self.proc(pid)?.pml4;
         let mut va = addr & !0xfff;
         let first = out.len();

@@ -581,3 +581,15 @@ fn rmap_vm_mm_is_the_owners_pml4() {
         clean(&m);
     }
 }
+
+/// A reclaim length that wraps when rounded to pages is an error, not a
+/// panic or a wrapped range.
+#[test]
+fn reclaim_length_that_wraps_is_an_error() {
+    let mut m = machine(Era::V6_18);
+    let a = m.spawn().unwrap();
+    done(m.mmap(a, V, 4096, Prot::Rw).unwrap()).unwrap();
+    for len in [u64::MAX, u64::MAX - 0xffe] {
+        assert!(matches!(m.reclaim(a, V, len, false), Err(MmError::BadLength { .. })), "{len:#x}");
+    }
+}
