@@ -237,12 +237,7 @@ impl Machine {
         match pgtable::decode(orig, Level::Pt, self.format)? {
             EntryKind::None => self.do_anonymous_page(vma, addr, slot, write),
             EntryKind::Swap(s) => self.do_swap_page(pid, vma, addr, slot, orig, s, write),
-            EntryKind::ProtNone(_) => Err(MmError::bug(
-                "handle_pte_fault",
-                format!(
-                    "PROT_NONE entry {orig:#x} in accessible VMA at {addr:#x} (NUMA hinting is not emulated)"
-                ),
-            )),
+            EntryKind::ProtNone(_) => Err(prot_none_in_accessible_vma(orig, addr)),
             EntryKind::Present(_) => {
                 if write && !pte_write(orig) {
                     return self.do_wp_page(vma, addr, slot, orig);
@@ -535,10 +530,7 @@ impl Machine {
         let _ = pid;
         let entry = crate::swap_state::swp_entry(swp.swap_type, swp.offset)?;
         let Some(cached) = self.swap.lookup_valid(entry) else {
-            return Err(MmError::bug(
-                "do_swap_page",
-                format!("bad swap entry {orig:#x} at {addr:#x}"),
-            ));
+            return Err(bad_swap_entry(orig, addr));
         };
         // The page, with one reference held by this fault (lookup_swap_cache
         // takes one; a new page comes with its allocation's).
@@ -644,6 +636,29 @@ impl Machine {
         }
         Ok(Handled::Done(()))
     }
+}
+
+/// handle_pte_fault on a PROT_NONE entry in a VMA the access may use:
+/// NUMA hinting faults are not emulated, so this is an emulator bug. Out
+/// of line, as [`bad_swap_entry`].
+#[cold]
+#[inline(never)]
+fn prot_none_in_accessible_vma(orig: u64, addr: u64) -> MmError {
+    MmError::bug(
+        "handle_pte_fault",
+        format!(
+            "PROT_NONE entry {orig:#x} in accessible VMA at {addr:#x} (NUMA hinting is not emulated)"
+        ),
+    )
+}
+
+/// do_swap_page's answer to a swap PTE naming no slot in use: an emulator
+/// bug (a real kernel would have printed "Bad swap entry"). Out of line,
+/// so the fault handler's common path does not carry the formatting.
+#[cold]
+#[inline(never)]
+fn bad_swap_entry(orig: u64, addr: u64) -> MmError {
+    MmError::bug("do_swap_page", format!("bad swap entry {orig:#x} at {addr:#x}"))
 }
 
 /// Up to two neighbouring VMAs, without a heap allocation per fault.
