@@ -795,14 +795,16 @@ const RW_US: u64 = EntryFlags::WRITABLE.bits() | EntryFlags::USER.bits();
 /// XD.
 const XD: u64 = EntryFlags::NX.bits();
 
-/// The walk after entry `e`, when it was `w` before: `e`'s table address,
-/// R/W and U/S ANDed (bits 1 and 2), XD ORed (bit 63). A
-/// paging-structure-cache entry holds exactly this, and the walk carries
-/// it from level to level (starting from CR3's address with R/W and U/S
-/// set).
+/// The walk after entry `e`, when it was `w` before: `e`'s table address
+/// (bits 51:12), R/W and U/S ANDed (bits 1 and 2), XD ORed (bit 63). A
+/// paging-structure-cache entry holds this, and the walk carries it from
+/// level to level (starting from CR3's address with R/W and U/S set).
+/// The word's other bits are `e`'s: every reader masks them off (the table address with
+/// `ADDR_MASK`, the permissions by their bits), so the word is formed in
+/// four operations instead of a clean one's seven.
 #[inline(always)]
 fn psc_word(w: u64, e: u64) -> u64 {
-    (e & pgtable::entry::ADDR_MASK) | (w & e & RW_US) | ((w | e) & XD)
+    (e & (w | !RW_US)) | (w & XD)
 }
 
 /// An x86-64 MMU: the paging registers and a TLB over pgtable's walk.
@@ -1685,20 +1687,30 @@ impl<const FIRST: usize> Mmu<FIRST> {
         // index shift and reserved bits) is a constant, as in pgtable's
         // walk; a PML4E is never a leaf.
         let cr3 = (self.regs.cr3 & ADDR_MASK) | RW_US;
+        // A PML4E's PS is reserved; a PDPTE's or PDE's selects the check
+        // (a table entry has no reserved bits of its level, a large page's
+        // are those below its frame).
+        let must4 = must | PS;
+        const LARGE_1G: u64 = 0x3fff_e000;
+        const LARGE_2M: u64 = 0x001f_e000;
         if !PSC {
             // `all` ANDs the entries used (R/W, U/S), `any` ORs them (XD).
-            let e4 = quick_entry(mem, cr3 & ADDR_MASK, va, Level::Pml4, must)?;
-            let e3 = quick_entry(mem, e4 & ADDR_MASK, va, Level::Pdpt, must)?;
+            let e4 = quick_entry(mem, cr3 & ADDR_MASK, va, Level::Pml4, must4)?;
+            let e3 = quick_read(mem, e4 & ADDR_MASK, va, Level::Pdpt)?;
             let (mut all, mut any) = (e4 & e3, e4 | e3);
             if e3 & PS != 0 {
+                quick_ok(e3, must | LARGE_1G)?;
                 return Some(self.quick_leaf(va, all, any, e3, (1 << 30) - 1));
             }
-            let e2 = quick_entry(mem, e3 & ADDR_MASK, va, Level::Pd, must)?;
+            quick_ok(e3, must)?;
+            let e2 = quick_read(mem, e3 & ADDR_MASK, va, Level::Pd)?;
             all &= e2;
             any |= e2;
             if e2 & PS != 0 {
+                quick_ok(e2, must | LARGE_2M)?;
                 return Some(self.quick_leaf(va, all, any, e2, (1 << 21) - 1));
             }
+            quick_ok(e2, must)?;
             let e1 = quick_entry(mem, e2 & ADDR_MASK, va, Level::Pt, must)?;
             return Some(self.quick_leaf(va, all & e1, any | e1, e1, PAGE_SIZE - 1));
         }
@@ -1724,13 +1736,13 @@ impl<const FIRST: usize> Mmu<FIRST> {
                     self.stats.psc.pml4_hits += 1;
                     self.psc[k4].word
                 } else {
-                    let e4 = quick_entry(mem, cr3 & ADDR_MASK, va, Level::Pml4, must)?;
+                    let e4 = quick_entry(mem, cr3 & ADDR_MASK, va, Level::Pml4, must4)?;
                     let w = psc_word(cr3, e4);
                     self.psc[k4] = PscSlot { tag: t4 | self.psc_poison[PSC_PML4], word: w };
                     self.stats.psc.pml4_fills += 1;
                     w
                 };
-                let e3 = quick_entry(mem, w4 & ADDR_MASK, va, Level::Pdpt, must)?;
+                let e3 = quick_entry_ps(mem, w4 & ADDR_MASK, va, Level::Pdpt, must)?;
                 if e3 & PS != 0 {
                     return Some(self.quick_leaf(va, w4 & e3, w4 | e3, e3, (1 << 30) - 1));
                 }
@@ -1739,7 +1751,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
                 self.stats.psc.pdpte_fills += 1;
                 w
             };
-            let e2 = quick_entry(mem, w3 & ADDR_MASK, va, Level::Pd, must)?;
+            let e2 = quick_entry_ps(mem, w3 & ADDR_MASK, va, Level::Pd, must)?;
             if e2 & PS != 0 {
                 return Some(self.quick_leaf(va, w3 & e2, w3 | e2, e2, (1 << 21) - 1));
             }
@@ -2376,8 +2388,8 @@ const P_A: u64 = EntryFlags::PRESENT.bits() | EntryFlags::ACCESSED.bits();
 
 /// One step of the read-only walk: the entry for `va` at `level` in the
 /// table at `table`, if it is present, accessed and free of reserved bits
-/// (`must` is P | A | the CPU's reserved bits). Always inlined with a
-/// constant level.
+/// (`must` is P | A | the reserved bits: the CPU's, and the level's for
+/// the entry's kind). Always inlined with a constant level.
 #[inline(always)]
 fn quick_entry<M: pgtable::PhysMem + ?Sized>(
     mem: &M,
@@ -2386,10 +2398,41 @@ fn quick_entry<M: pgtable::PhysMem + ?Sized>(
     level: pgtable::Level,
     must: u64,
 ) -> Option<u64> {
-    let at = table | (((va >> level.shift()) & 511) << 3);
-    let raw = mem.read_u64(PhysAddr::new_truncate(at)).ok()?;
-    if (raw ^ P_A) & (must | pgtable::entry::level_reserved_mask(raw, level)) != 0 {
-        return None;
-    }
+    let raw = quick_read(mem, table, va, level)?;
+    quick_ok(raw, must)?;
     Some(raw)
+}
+
+/// [`quick_entry`] with the level's reserved bits taken from the entry's
+/// PS, tested with the other bits at once.
+#[inline(always)]
+fn quick_entry_ps<M: pgtable::PhysMem + ?Sized>(
+    mem: &M,
+    table: u64,
+    va: u64,
+    level: pgtable::Level,
+    must: u64,
+) -> Option<u64> {
+    let raw = quick_read(mem, table, va, level)?;
+    quick_ok(raw, must | pgtable::entry::level_reserved_mask(raw, level))?;
+    Some(raw)
+}
+
+/// The entry for `va` at `level` in the table at `table`, unchecked.
+#[inline(always)]
+fn quick_read<M: pgtable::PhysMem + ?Sized>(
+    mem: &M,
+    table: u64,
+    va: u64,
+    level: pgtable::Level,
+) -> Option<u64> {
+    let at = table | (((va >> level.shift()) & 511) << 3);
+    mem.read_u64(PhysAddr::new_truncate(at)).ok()
+}
+
+/// `Some` if `raw` has P and A set and none of the bits of `must` (P | A
+/// | reserved bits) other than those.
+#[inline(always)]
+fn quick_ok(raw: u64, must: u64) -> Option<()> {
+    ((raw ^ P_A) & must == 0).then_some(())
 }
