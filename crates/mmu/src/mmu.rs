@@ -790,6 +790,16 @@ const PSC_PDE: usize = 0;
 const PSC_PDPTE: usize = 1;
 const PSC_PML4: usize = 2;
 const PSC_SHIFT: [u32; 3] = [21, 30, 39];
+/// The largest size of each cache (PDE, PDPTE, PML4) a [`Config`] may ask
+/// for.
+const PSC_MAX: [usize; 3] = [4096, 4096, 512];
+/// Where each cache's tags and words start in [`Mmu::psc_cur`]: the
+/// current context's caches at their largest sizes, so that an index
+/// masked by the cache's size needs no bounds check and no base.
+const PSC_TAG: [usize; 3] = [0, 2 * PSC_MAX[0], 2 * (PSC_MAX[0] + PSC_MAX[1])];
+const PSC_WORD: [usize; 3] =
+    [PSC_MAX[0], 2 * PSC_MAX[0] + PSC_MAX[1], 2 * (PSC_MAX[0] + PSC_MAX[1]) + PSC_MAX[2]];
+const PSC_CUR: usize = 2 * (PSC_MAX[0] + PSC_MAX[1] + PSC_MAX[2]);
 /// R/W and U/S.
 const RW_US: u64 = EntryFlags::WRITABLE.bits() | EntryFlags::USER.bits();
 /// XD.
@@ -890,17 +900,25 @@ pub struct Mmu<const FIRST: usize = L1_SLOTS> {
     /// miss path's one test of the mode, kept by `set_policy`, which every
     /// register write calls.
     long_paging: bool,
-    /// The paging-structure caches of every context: per context, the PDE
-    /// cache, the PDPTE cache and the PML4 cache, one after the other (a
-    /// disabled cache keeps one slot that never matches).
+    /// The current context's paging-structure caches: per cache (PDE,
+    /// PDPTE, PML4) its tags (the address bits above the level's entry, or
+    /// [`NO_PSC`]) at [`PSC_TAG`] and the words ([`psc_word`]) at
+    /// [`PSC_WORD`], each laid out at the largest size a cache may have
+    /// (only the configured size's first slots are used): the miss path's
+    /// probe is the address's tag masked by the size, compared with one
+    /// load. A disabled cache keeps one slot that never matches.
+    psc_cur: Box<[u64; PSC_CUR]>,
+    /// Every other context's caches, saved by `set_ctx` when it stops
+    /// being current: per context, the PDE cache, the PDPTE cache and the
+    /// PML4 cache, one after the other (the current context's slots here
+    /// are stale while it is current).
     psc: Vec<PscSlot>,
     /// Slots of each context's caches.
     psc_per_ctx: usize,
-    /// Where each cache (PDE, PDPTE, PML4) starts within a context's
-    /// slots, and where it starts for the current context (kept by
-    /// `switch_pcid`, which every change of context goes through).
+    /// Where each cache (PDE, PDPTE, PML4) starts within a context's slots
+    /// in `psc`, and its number of slots.
     psc_off: [usize; 3],
-    psc_at: [usize; 3],
+    psc_slots: [usize; 3],
     /// Each cache's index mask (0 when disabled) and what its fills OR into
     /// the tag ([`PSC_OFF`] when disabled).
     psc_mask: [usize; 3],
@@ -1001,10 +1019,18 @@ impl<const FIRST: usize> Mmu<FIRST> {
             g_mask: 0,
             long_paging: false,
             policy: Policy { wp: false, nxe: false, smep: false, pke: false, pkru: 0 },
+            psc_cur: {
+                let mut cur: Box<[u64; PSC_CUR]> =
+                    vec![0; PSC_CUR].into_boxed_slice().try_into().expect("PSC_CUR words");
+                for l in [PSC_PDE, PSC_PDPTE, PSC_PML4] {
+                    cur[PSC_TAG[l]..PSC_TAG[l] + psc_slots[l]].fill(NO_PSC);
+                }
+                cur
+            },
             psc: vec![PscSlot { tag: NO_PSC, word: 0 }; config.contexts * psc_per_ctx],
             psc_per_ctx,
             psc_off,
-            psc_at: psc_off,
+            psc_slots,
             psc_mask: psc_slots.map(|n| n - 1),
             psc_poison: psc_sizes.map(|n| if n == 0 { PSC_OFF } else { 0 }),
             psc_on: psc_sizes.iter().any(|&n| n != 0),
@@ -1442,15 +1468,15 @@ impl<const FIRST: usize> Mmu<FIRST> {
     fn psc_lookup(&mut self, va: u64) -> Option<(u64, pgtable::Level)> {
         use pgtable::Level;
         for (l, level) in [(PSC_PDE, Level::Pt), (PSC_PDPTE, Level::Pd), (PSC_PML4, Level::Pdpt)] {
-            let k = self.psc_at[l] + ((va >> PSC_SHIFT[l]) as usize & self.psc_mask[l]);
-            if self.psc[k].tag == va >> PSC_SHIFT[l] {
+            let k = self.psc_index(l, va);
+            if self.psc_cur[PSC_TAG[l] + k] == va >> PSC_SHIFT[l] {
                 let p = &mut self.stats.psc;
                 match l {
                     PSC_PDE => p.pde_hits += 1,
                     PSC_PDPTE => p.pdpte_hits += 1,
                     _ => p.pml4_hits += 1,
                 }
-                return Some((self.psc[k].word, level));
+                return Some((self.psc_cur[PSC_WORD[l] + k], level));
             }
         }
         None
@@ -1719,44 +1745,51 @@ impl<const FIRST: usize> Mmu<FIRST> {
         // holds the address or from CR3; each level read fills its cache
         // (the slot probed for it).
         let t2 = va >> 21;
-        let k2 = self.psc_at[PSC_PDE] + (t2 as usize & self.psc_mask[PSC_PDE]);
-        let w2 = if self.psc[k2].tag == t2 {
+        let k2 = self.psc_index(PSC_PDE, va);
+        let w2 = if self.psc_cur[PSC_TAG[PSC_PDE] + k2] == t2 {
             self.stats.psc.pde_hits += 1;
-            self.psc[k2].word
+            self.psc_cur[PSC_WORD[PSC_PDE] + k2]
         } else {
             let t3 = va >> 30;
-            let k3 = self.psc_at[PSC_PDPTE] + (t3 as usize & self.psc_mask[PSC_PDPTE]);
-            let w3 = if self.psc[k3].tag == t3 {
+            let k3 = self.psc_index(PSC_PDPTE, va);
+            let w3 = if self.psc_cur[PSC_TAG[PSC_PDPTE] + k3] == t3 {
                 self.stats.psc.pdpte_hits += 1;
-                self.psc[k3].word
+                self.psc_cur[PSC_WORD[PSC_PDPTE] + k3]
             } else {
                 let t4 = va >> 39;
-                let k4 = self.psc_at[PSC_PML4] + (t4 as usize & self.psc_mask[PSC_PML4]);
-                let w4 = if self.psc[k4].tag == t4 {
+                let k4 = self.psc_index(PSC_PML4, va);
+                let w4 = if self.psc_cur[PSC_TAG[PSC_PML4] + k4] == t4 {
                     self.stats.psc.pml4_hits += 1;
-                    self.psc[k4].word
+                    self.psc_cur[PSC_WORD[PSC_PML4] + k4]
                 } else {
                     let e4 = quick_entry(mem, cr3 & ADDR_MASK, va, Level::Pml4, must4)?;
                     let w = psc_word(cr3, e4);
-                    self.psc[k4] = PscSlot { tag: t4 | self.psc_poison[PSC_PML4], word: w };
+                    self.psc_cur[PSC_TAG[PSC_PML4] + k4] = t4 | self.psc_poison[PSC_PML4];
+                    self.psc_cur[PSC_WORD[PSC_PML4] + k4] = w;
                     self.stats.psc.pml4_fills += 1;
                     w
                 };
-                let e3 = quick_entry_ps(mem, w4 & ADDR_MASK, va, Level::Pdpt, must)?;
+                let e3 = quick_read(mem, w4 & ADDR_MASK, va, Level::Pdpt)?;
                 if e3 & PS != 0 {
+                    quick_ok(e3, must | LARGE_1G)?;
                     return Some(self.quick_leaf(va, w4 & e3, w4 | e3, e3, (1 << 30) - 1));
                 }
+                quick_ok(e3, must)?;
                 let w = psc_word(w4, e3);
-                self.psc[k3] = PscSlot { tag: t3 | self.psc_poison[PSC_PDPTE], word: w };
+                self.psc_cur[PSC_TAG[PSC_PDPTE] + k3] = t3 | self.psc_poison[PSC_PDPTE];
+                self.psc_cur[PSC_WORD[PSC_PDPTE] + k3] = w;
                 self.stats.psc.pdpte_fills += 1;
                 w
             };
-            let e2 = quick_entry_ps(mem, w3 & ADDR_MASK, va, Level::Pd, must)?;
+            let e2 = quick_read(mem, w3 & ADDR_MASK, va, Level::Pd)?;
             if e2 & PS != 0 {
+                quick_ok(e2, must | LARGE_2M)?;
                 return Some(self.quick_leaf(va, w3 & e2, w3 | e2, e2, (1 << 21) - 1));
             }
+            quick_ok(e2, must)?;
             let w = psc_word(w3, e2);
-            self.psc[k2] = PscSlot { tag: t2 | self.psc_poison[PSC_PDE], word: w };
+            self.psc_cur[PSC_TAG[PSC_PDE] + k2] = t2 | self.psc_poison[PSC_PDE];
+            self.psc_cur[PSC_WORD[PSC_PDE] + k2] = w;
             self.stats.psc.pde_fills += 1;
             w
         };
@@ -1919,19 +1952,59 @@ impl<const FIRST: usize> Mmu<FIRST> {
 
     /// Empties context `c`'s paging-structure caches.
     fn flush_psc(&mut self, c: usize) {
-        let n = self.psc_per_ctx;
-        for e in &mut self.psc[c * n..(c + 1) * n] {
-            e.tag = NO_PSC;
+        if c == self.cur_ctx {
+            for l in [PSC_PDE, PSC_PDPTE, PSC_PML4] {
+                self.psc_cur[PSC_TAG[l]..PSC_TAG[l] + self.psc_slots[l]].fill(NO_PSC);
+            }
+        } else {
+            let n = self.psc_per_ctx;
+            for e in &mut self.psc[c * n..(c + 1) * n] {
+                e.tag = NO_PSC;
+            }
         }
+    }
+
+    /// The slot of `va` in the current context's cache `l` (the offset
+    /// from [`PSC_TAG`] and [`PSC_WORD`]): below the cache's size, and so
+    /// below its largest size, which the second mask shows the compiler.
+    #[inline(always)]
+    fn psc_index(&self, l: usize, va: u64) -> usize {
+        (va >> PSC_SHIFT[l]) as usize & self.psc_mask[l] & (PSC_MAX[l] - 1)
+    }
+
+    /// Makes context `c` current: the caches of the current one are saved
+    /// to `psc`, `c`'s loaded from there.
+    fn set_ctx(&mut self, c: usize) {
+        if c == self.cur_ctx {
+            return;
+        }
+        for (base, load) in [(self.cur_ctx * self.psc_per_ctx, false), (c * self.psc_per_ctx, true)]
+        {
+            for l in [PSC_PDE, PSC_PDPTE, PSC_PML4] {
+                let at = base + self.psc_off[l];
+                let n = self.psc_slots[l];
+                let saved = &mut self.psc[at..at + n];
+                let (tags, rest) =
+                    self.psc_cur[PSC_TAG[l]..].split_at_mut(PSC_WORD[l] - PSC_TAG[l]);
+                for (k, e) in saved.iter_mut().enumerate() {
+                    if load {
+                        (tags[k], rest[k]) = (e.tag, e.word);
+                    } else {
+                        *e = PscSlot { tag: tags[k], word: rest[k] };
+                    }
+                }
+            }
+        }
+        self.cur_ctx = c;
     }
 
     /// Drops the current context's paging-structure-cache entries that a
     /// walk of `va` would use (a #PF at `va`).
     fn psc_forget(&mut self, va: u64) {
         for l in [PSC_PDE, PSC_PDPTE, PSC_PML4] {
-            let k = self.psc_at[l] + ((va >> PSC_SHIFT[l]) as usize & self.psc_mask[l]);
-            if self.psc[k].tag == va >> PSC_SHIFT[l] {
-                self.psc[k].tag = NO_PSC;
+            let k = PSC_TAG[l] + self.psc_index(l, va);
+            if self.psc_cur[k] == va >> PSC_SHIFT[l] {
+                self.psc_cur[k] = NO_PSC;
             }
         }
     }
@@ -2043,6 +2116,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
         for e in &mut self.psc {
             e.tag = NO_PSC;
         }
+        self.flush_psc(self.cur_ctx);
         if keep_global {
             for c in 0..self.ctxs.len() {
                 if self.ctxs[c].live {
@@ -2087,9 +2161,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
             }
         };
         self.ctxs[c].stamp = self.clock;
-        self.cur_ctx = c;
-        let base = c * self.psc_per_ctx;
-        self.psc_at = self.psc_off.map(|o| base + o);
+        self.set_ctx(c);
         self.update_mode();
     }
 
@@ -2121,7 +2193,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
             c.live = false;
         }
         self.ctxs[0] = Ctx { pcid: 0, live: true, stamp: 0 };
-        self.cur_ctx = 0;
+        self.set_ctx(0);
         self.set_policy();
         self.switch_pcid(self.regs.pcid());
         Ok(())
@@ -2352,8 +2424,8 @@ impl<const FIRST: usize> Mmu<FIRST> {
             PscLevel::Pdpte => PSC_PDPTE,
             PscLevel::Pml4 => PSC_PML4,
         };
-        let k = self.psc_at[l] + ((va >> PSC_SHIFT[l]) as usize & self.psc_mask[l]);
-        let e = self.psc[k];
+        let k = self.psc_index(l, va);
+        let e = PscSlot { tag: self.psc_cur[PSC_TAG[l] + k], word: self.psc_cur[PSC_WORD[l] + k] };
         (e.tag == va >> PSC_SHIFT[l]).then(|| PscEntry {
             table: e.word & pgtable::entry::ADDR_MASK,
             writable: e.word & EntryFlags::WRITABLE.bits() != 0,
@@ -2400,21 +2472,6 @@ fn quick_entry<M: pgtable::PhysMem + ?Sized>(
 ) -> Option<u64> {
     let raw = quick_read(mem, table, va, level)?;
     quick_ok(raw, must)?;
-    Some(raw)
-}
-
-/// [`quick_entry`] with the level's reserved bits taken from the entry's
-/// PS, tested with the other bits at once.
-#[inline(always)]
-fn quick_entry_ps<M: pgtable::PhysMem + ?Sized>(
-    mem: &M,
-    table: u64,
-    va: u64,
-    level: pgtable::Level,
-    must: u64,
-) -> Option<u64> {
-    let raw = quick_read(mem, table, va, level)?;
-    quick_ok(raw, must | pgtable::entry::level_reserved_mask(raw, level))?;
     Some(raw)
 }
 
