@@ -499,11 +499,20 @@ impl CachedEntry {
 struct L1<const N: usize> {
     tag: [[u64; N]; 3],
     frame: [PhysAddr; N],
+    /// The (context, mode)'s victim cache, which travels with its first
+    /// level: the miss path reaches the current set's through the box it
+    /// already has, without a set index (a set whose first level was
+    /// never created has never held an entry, so its victims are empty).
+    victims: Victims,
 }
 
 impl<const N: usize> L1<N> {
     fn empty() -> Box<Self> {
-        Box::new(Self { tag: [[NO_VPN; N]; 3], frame: [PhysAddr::new_truncate(0); N] })
+        Box::new(Self {
+            tag: [[NO_VPN; N]; 3],
+            frame: [PhysAddr::new_truncate(0); N],
+            victims: Victims::default(),
+        })
     }
 
     /// Empties every slot (a slot whose comparators are all [`NO_VPN`]
@@ -869,9 +878,6 @@ pub struct Mmu<const FIRST: usize = L1_SLOTS> {
 
     /// The main tables, `entries` slots per (context, mode).
     meta: Vec<Meta>,
-    /// The victim cache, one per (context, mode); slot `j` of the whole
-    /// cache is `victims[j / VICTIMS]`'s slot `j % VICTIMS`.
-    victims: Vec<Victims>,
     /// Per mode, the accesses (bit 0 read, 1 write, 2 fetch) an entry
     /// allows, indexed by W | U<<1 | XD<<2 | D<<3, and those PKRU denies to
     /// a user page, indexed by its key: fills derive comparators with two
@@ -1004,7 +1010,6 @@ impl<const FIRST: usize> Mmu<FIRST> {
             hot_base: 0,
             mask: n - 1,
             meta: vec![Meta::default(); sets * n],
-            victims: vec![Victims::default(); sets],
             allow: [[0; 16]; MODES],
             pk_deny: [[0; 16]; MODES],
             allow_pk: [[0; 256]; MODES],
@@ -1302,7 +1307,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
         // (bits 63:47 not all equal: sign-extending bit 47 changes it), in
         // one branch.
         let canonical = ((va << 16) as i64 >> 16) as u64 == va;
-        if !(self.long_paging & canonical) || self.victims_hold(self.hot_set, page) {
+        if !(self.long_paging & canonical) || self.victims_hold(page) {
             return self.translate_page(mem, va, access);
         }
         if self.psc_on {
@@ -1373,7 +1378,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
         };
         if let Some((victim, j)) = found {
             let e = if victim {
-                self.victims[j / VICTIMS].meta[j % VICTIMS].entry()
+                self.l1.victims.meta[j % VICTIMS].entry()
             } else {
                 self.meta[j].entry()
             };
@@ -1381,18 +1386,15 @@ impl<const FIRST: usize> Mmu<FIRST> {
                 Decision::Allow => {
                     if victim {
                         self.stats.victim_hits += 1;
-                        core::mem::swap(
-                            &mut self.meta[i],
-                            &mut self.victims[j / VICTIMS].meta[j % VICTIMS],
-                        );
-                        if self.victims[j / VICTIMS].meta[j % VICTIMS].valid() {
+                        core::mem::swap(&mut self.meta[i], &mut self.l1.victims.meta[j % VICTIMS]);
+                        if self.l1.victims.meta[j % VICTIMS].valid() {
                             // Out of the main table: no first-level copy.
-                            let out = self.victims[j / VICTIMS].meta[j % VICTIMS].page;
-                            self.victims[j / VICTIMS].page[j % VICTIMS] = out;
-                            self.victims[j / VICTIMS].key[j % VICTIMS] = victim_key(out);
+                            let out = self.l1.victims.meta[j % VICTIMS].page;
+                            self.l1.victims.page[j % VICTIMS] = out;
+                            self.l1.victims.key[j % VICTIMS] = victim_key(out);
                             self.l1.forget(out);
                         } else {
-                            self.victims[j / VICTIMS].page[j % VICTIMS] = INVALID_TAG;
+                            self.l1.victims.page[j % VICTIMS] = INVALID_TAG;
                         }
                     } else {
                         // In the main table, not (or not for this access
@@ -1831,7 +1833,6 @@ impl<const FIRST: usize> Mmu<FIRST> {
     fn install(&mut self, i: usize, e: Meta, bits: u8, stale_victim: Option<usize>, other: bool) {
         let page = e.page;
         let size_mask = e.size_mask;
-        let set = self.hot_set;
         // One entry per page and set: drop the older copy in the victims.
         if let Some(j) = stale_victim {
             self.drop_victim(j);
@@ -1839,7 +1840,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
         debug_assert_eq!(i, self.hot_base + ((page >> 12) as usize & self.mask));
         let old = self.meta[i].page;
         if old != INVALID_TAG && (other || old != page) {
-            let v = &mut self.victims[set];
+            let v = &mut self.l1.victims;
             // `next` counts evictions; 256 is a multiple of VICTIMS, so
             // it wraps in step with the slots.
             let k = usize::from(v.next) % VICTIMS;
@@ -1925,8 +1926,34 @@ impl<const FIRST: usize> Mmu<FIRST> {
     }
 
     fn drop_victim(&mut self, j: usize) {
-        self.victims[j / VICTIMS].meta[j % VICTIMS].page = INVALID_TAG;
-        self.victims[j / VICTIMS].page[j % VICTIMS] = INVALID_TAG;
+        if let Some(v) = self.victims_mut(j / VICTIMS) {
+            v.meta[j % VICTIMS].page = INVALID_TAG;
+            v.page[j % VICTIMS] = INVALID_TAG;
+        }
+    }
+
+    /// Set `set`'s victim cache, if its first level exists (if not, the
+    /// set never held an entry).
+    fn victims(&self, set: usize) -> Option<&Victims> {
+        if set == self.hot_set {
+            Some(&self.l1.victims)
+        } else {
+            self.l1s[set].as_deref().map(|t| &t.victims)
+        }
+    }
+
+    fn victims_mut(&mut self, set: usize) -> Option<&mut Victims> {
+        if set == self.hot_set {
+            Some(&mut self.l1.victims)
+        } else {
+            self.l1s[set].as_deref_mut().map(|t| &mut t.victims)
+        }
+    }
+
+    /// Victim slot `j`'s entry (slot `j % VICTIMS` of set `j / VICTIMS`),
+    /// if its set has a victim cache.
+    fn victim_meta(&self, j: usize) -> Option<&Meta> {
+        self.victims(j / VICTIMS).map(|v| &v.meta[j % VICTIMS])
     }
 
     /// Whether a victim slot of `set` holds `page`. The keys first: a
@@ -1934,8 +1961,8 @@ impl<const FIRST: usize> Mmu<FIRST> {
     /// is needed for a slot to hold the page; only then are the pages
     /// compared.
     #[inline(always)]
-    fn victims_hold(&self, set: usize, page: u64) -> bool {
-        let v = &self.victims[set];
+    fn victims_hold(&self, page: u64) -> bool {
+        let v = &self.l1.victims;
         let k = victim_key(page);
         let mut m = 0u8;
         for (i, &x) in v.key.iter().enumerate() {
@@ -1947,7 +1974,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
     /// The victim slot of `set` holding `page`, if any.
     #[inline]
     fn probe_victims(&self, set: usize, page: u64) -> Option<usize> {
-        self.victims[set].page.iter().position(|&p| p == page).map(|k| set * VICTIMS + k)
+        self.victims(set)?.page.iter().position(|&p| p == page).map(|k| set * VICTIMS + k)
     }
 
     /// Empties context `c`'s paging-structure caches.
@@ -2067,9 +2094,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
                     self.drop_main(i);
                 }
                 for j in set * VICTIMS..(set + 1) * VICTIMS {
-                    if self.victims[j / VICTIMS].meta[j % VICTIMS].valid()
-                        && hit(&self.victims[j / VICTIMS].meta[j % VICTIMS].entry(), self)
-                    {
+                    if self.victim_meta(j).is_some_and(|m| m.valid() && hit(&m.entry(), self)) {
                         self.drop_victim(j);
                     }
                 }
@@ -2101,9 +2126,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
                 }
             }
             for j in set * VICTIMS..(set + 1) * VICTIMS {
-                if self.victims[j / VICTIMS].meta[j % VICTIMS].valid()
-                    && !(keep_global && self.victims[j / VICTIMS].meta[j % VICTIMS].global())
-                {
+                if self.victim_meta(j).is_some_and(|m| m.valid() && !(keep_global && m.global())) {
                     self.drop_victim(j);
                 }
             }
@@ -2126,7 +2149,8 @@ impl<const FIRST: usize> Mmu<FIRST> {
         } else {
             self.clear_l1s();
             self.meta.fill(Meta::default());
-            for v in &mut self.victims {
+            let l1s = self.l1s.iter_mut().flatten();
+            for v in core::iter::once(&mut self.l1).chain(l1s).map(|t| &mut t.victims) {
                 v.meta.fill(Meta::default());
                 v.page.fill(INVALID_TAG);
             }
@@ -2413,7 +2437,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
         if self.meta[i].page == page {
             return Some(self.meta[i].entry());
         }
-        self.probe_victims(set, page).map(|j| self.victims[j / VICTIMS].meta[j % VICTIMS].entry())
+        self.probe_victims(set, page).and_then(|j| self.victim_meta(j)).map(Meta::entry)
     }
 
     /// The current PCID's paging-structure-cache entry `level` holds for
@@ -2437,7 +2461,11 @@ impl<const FIRST: usize> Mmu<FIRST> {
     /// Number of valid entries over every table and victim cache.
     pub fn occupancy(&self) -> usize {
         self.meta.iter().filter(|m| m.valid()).count()
-            + self.victims.iter().flat_map(|v| &v.meta).filter(|m| m.valid()).count()
+            + core::iter::once(&self.l1)
+                .chain(self.l1s.iter().flatten())
+                .flat_map(|t| &t.victims.meta)
+                .filter(|m| m.valid())
+                .count()
     }
 }
 
