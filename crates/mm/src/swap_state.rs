@@ -128,6 +128,7 @@ impl Machine {
     /// (fork's copy_pte_range); without it (try_to_unmap's GFP_ATOMIC) an
     /// allocation that finds no free frame makes the call return false
     /// with nothing changed, and the caller backs out.
+    #[inline(always)]
     pub(crate) fn swap_duplicate(
         &mut self,
         e: SwpEntry,
@@ -205,6 +206,7 @@ impl Machine {
 
     /// `delete_from_swap_cache`: the page leaves the cache, the slot loses
     /// SWAP_HAS_CACHE, the cache's reference is dropped.
+    #[inline(always)]
     pub(crate) fn delete_from_swap_cache(&mut self, pfn: Pfn) -> Result<(), MmError> {
         let r = self.swap.inner.delete_from_swap_cache(pfn, &mut self.pages)?;
         self.after_cache_release(Some(r))
