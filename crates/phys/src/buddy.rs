@@ -355,13 +355,24 @@ impl FrameAllocator {
     /// The block's descriptors come back zeroed (BUDDY cleared) with a
     /// refcount of 1 on the first frame: the caller's reference, as
     /// `alloc_pages` returns it. The frames' contents are not zeroed.
+    #[inline]
     pub fn alloc(&mut self, order: u32, pages: &mut PageDescs) -> Result<Pfn, PhysError> {
         if order == 0 {
             // The single frame every fault and swap-in takes, with the
             // split and the descriptor for order 0 known at compile time.
-            self.check_descs(pages)?;
-            return self.alloc_single(pages);
+            return self.alloc_frame(pages);
         }
+        self.alloc_block(order, pages)
+    }
+
+    /// An order-0 [`Self::alloc`].
+    fn alloc_frame(&mut self, pages: &mut PageDescs) -> Result<Pfn, PhysError> {
+        self.check_descs(pages)?;
+        self.alloc_single(pages)
+    }
+
+    /// [`Self::alloc`] of a block above order 0.
+    fn alloc_block(&mut self, order: u32, pages: &mut PageDescs) -> Result<Pfn, PhysError> {
         check_order(order)?;
         self.check_descs(pages)?;
         let Some((pfn, taken)) = self.lowest_fitting(order) else {
@@ -369,10 +380,6 @@ impl FrameAllocator {
         };
         self.take(pfn, taken, order);
         // `check_descs` made sure the descriptors cover every frame.
-        if order == 0 {
-            *pages.get_mut(Pfn(pfn))? = PageDesc { refcount: 1, ..PageDesc::default() };
-            return Ok(Pfn(pfn));
-        }
         for i in 0..block_frames(order) {
             *pages.get_mut(Pfn(pfn + i))? = PageDesc::default();
         }
@@ -494,10 +501,16 @@ impl FrameAllocator {
     /// on the first frame or any on the others, a flag of
     /// [`PAGE_FLAGS_CHECK_AT_FREE`], or a non-anonymous `mapping`. An
     /// anonymous `mapping` is cleared, as `free_pages_prepare` does.
+    #[inline]
     pub fn free(&mut self, pfn: Pfn, order: u32, pages: &mut PageDescs) -> Result<(), PhysError> {
         if order == 0 {
             return self.free_single(pfn, pages);
         }
+        self.free_block(pfn, order, pages)
+    }
+
+    /// [`Self::free`] of a block above order 0.
+    fn free_block(&mut self, pfn: Pfn, order: u32, pages: &mut PageDescs) -> Result<(), PhysError> {
         check_order(order)?;
         self.check_descs(pages)?;
         if pfn.as_u64() >= self.frames {
