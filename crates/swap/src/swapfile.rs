@@ -137,6 +137,7 @@ impl Swap {
 
     /// `swap_free`: a swap PTE naming `entry` is gone (zap, do_swap_page).
     /// Returns whether the slot became free.
+    #[inline]
     pub fn swap_free(&mut self, entry: SwpEntry) -> Result<bool, SwapError> {
         self.map_mut(entry)?.free(entry.offset())
     }
