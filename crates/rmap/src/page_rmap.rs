@@ -35,6 +35,7 @@ impl Rmap {
     }
 
     /// [`Self::anon_vma_for_new_mapping`] for a VMA already looked up.
+    #[inline(always)]
     fn anon_vma_for(
         &self,
         rec: &VmaRmap,
