@@ -531,7 +531,7 @@ impl<const N: usize> L1<N> {
         let s = vpn as usize % N;
         // vpn where the bit is set, vpn | !0 = NO_VPN where it is clear:
         // the three masks come from one table row.
-        let m = &TAG_MASKS[usize::from(bits & 7)];
+        let m = &TAG_MASKS[usize::from(bits)];
         self.tag[0][s] = vpn | m[0];
         self.tag[1][s] = vpn | m[1];
         self.tag[2][s] = vpn | m[2];
@@ -588,11 +588,13 @@ impl Default for Victims {
 
 /// Per set of allowed accesses (bit 0 read, 1 write, 2 fetch), what a
 /// first-level comparator ORs into the page number: 0 for an allowed
-/// access, `!0` (making it [`NO_VPN`]) for one that is not.
-const TAG_MASKS: [[u64; 3]; 8] = {
-    let mut t = [[0u64; 3]; 8];
+/// access, `!0` (making it [`NO_VPN`]) for one that is not. A row for
+/// every byte (only bits 0-2 are ever set), so that the fill's row index
+/// needs no mask.
+const TAG_MASKS: [[u64; 3]; 256] = {
+    let mut t = [[0u64; 3]; 256];
     let mut b = 0;
-    while b < 8 {
+    while b < 256 {
         let mut k = 0;
         while k < 3 {
             t[b][k] = if b >> k & 1 == 0 { !0 } else { 0 };
@@ -1339,7 +1341,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
         if let Some((e, bits)) = self.quick_walk::<M, PSC>(mem, va) {
             if bits >> (access as u32) & 1 != 0 {
                 let pa = e.frame | (va & !PAGE_MASK);
-                self.install(i, e, bits, None, true);
+                self.install(i, e, bits, None, true, true);
                 return Ok(PhysAddr::new_truncate(pa));
             }
         }
@@ -1428,7 +1430,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
         if let Some((e, bits)) = quick {
             if bits >> (access as u32) & 1 != 0 {
                 let pa = e.frame | (va & !PAGE_MASK);
-                self.install(i, e, bits, stale_victim, false);
+                self.install(i, e, bits, stale_victim, false, true);
                 return Ok(PhysAddr::new_truncate(pa));
             }
         }
@@ -1687,7 +1689,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
         };
         let bits = self.allow_bits(&e);
         let i = self.hot_base + ((va >> 12) as usize & self.mask);
-        self.install(i, Meta::of(&e), bits, stale_victim, false);
+        self.install(i, Meta::of(&e), bits, stale_victim, false, false);
     }
 
     /// A read-only walk that succeeds only when the walk would write
@@ -1802,8 +1804,12 @@ impl<const FIRST: usize> Mmu<FIRST> {
     /// The read-only walk's result from the leaf `raw` (of a page of
     /// `size_mask + 1` bytes), with `all` the AND of the entries used,
     /// `any` their OR.
+    /// A large page's range joins [`Self::large_lo`]..[`Self::large_hi`]
+    /// here, where its size is a constant, rather than in the install
+    /// (the range only has to cover every cached large page; one the
+    /// access then does not install only widens it).
     #[inline(always)]
-    fn quick_leaf(&self, va: u64, all: u64, any: u64, raw: u64, size_mask: u64) -> (Meta, u8) {
+    fn quick_leaf(&mut self, va: u64, all: u64, any: u64, raw: u64, size_mask: u64) -> (Meta, u8) {
         use pgtable::entry::ADDR_MASK;
         // The 4 KiB frame the address falls in: pgtable's frame_mask, the
         // address bits above the page offset (a large page's bits below its
@@ -1820,17 +1826,39 @@ impl<const FIRST: usize> Mmu<FIRST> {
             | ((raw >> 59) & 15) << A_PKEY_SHIFT
             | (raw & self.g_mask);
         let m = Meta { page: va & PAGE_MASK, frame, size_mask, attrs };
+        if size_mask > PAGE_SIZE - 1 {
+            self.track_large(va, size_mask);
+        }
         (m, self.allow_attrs(attrs))
+    }
+
+    /// Widens the range of cached large pages to cover the page of
+    /// `size_mask + 1` bytes at `va`.
+    #[inline(always)]
+    fn track_large(&mut self, va: u64, size_mask: u64) {
+        let lo = va & !size_mask;
+        self.large_lo = self.large_lo.min(lo);
+        self.large_hi = self.large_hi.max(lo.wrapping_add(size_mask));
     }
 
     /// Puts `e` in main slot `i` (the current set's slot for its page) and
     /// its comparators (`bits`) in the first level, moving the slot's other
     /// entry to the victim cache. `other`: the caller knows the slot holds
     /// no entry for this page (a constant at each call: the test goes).
+    /// `quick`: `e` comes from [`Self::quick_leaf`], which has tracked a
+    /// large page's range already.
     // Always: left to itself, LLVM stops inlining it into the miss path
     // once `Mmu` is generic, which costs a miss about 14 instructions.
     #[inline(always)]
-    fn install(&mut self, i: usize, e: Meta, bits: u8, stale_victim: Option<usize>, other: bool) {
+    fn install(
+        &mut self,
+        i: usize,
+        e: Meta,
+        bits: u8,
+        stale_victim: Option<usize>,
+        other: bool,
+        quick: bool,
+    ) {
         let page = e.page;
         let size_mask = e.size_mask;
         // One entry per page and set: drop the older copy in the victims.
@@ -1857,10 +1885,8 @@ impl<const FIRST: usize> Mmu<FIRST> {
         }
         self.meta[i] = e;
         self.l1.put(page, e.frame, bits);
-        if size_mask > PAGE_SIZE - 1 {
-            let lo = page & !size_mask;
-            self.large_lo = self.large_lo.min(lo);
-            self.large_hi = self.large_hi.max(lo.wrapping_add(size_mask));
+        if !quick && size_mask > PAGE_SIZE - 1 {
+            self.track_large(page, size_mask);
         }
         self.stats.fills += 1;
     }
