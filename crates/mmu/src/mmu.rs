@@ -900,6 +900,10 @@ pub struct Mmu<const FIRST: usize = L1_SLOTS> {
     cpu: CpuState,
     /// Reserved bits of every entry under MAXPHYADDR and EFER.NXE.
     rsvd: u64,
+    /// P | A | `rsvd`: the read-only walk's test of every entry (kept
+    /// with `rsvd`, so that the walk derives its other masks from one
+    /// loaded value).
+    quick_must: u64,
     /// XD (bit 63) when EFER.NXE=1, else 0; G (bit 8) when CR4.PGE=1,
     /// else 0: the fill's masks for those bits.
     nx_mask: u64,
@@ -1022,6 +1026,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
             mode: Mode::Supervisor,
             cpu: CpuState::default(),
             rsvd: 0,
+            quick_must: P_A,
             nx_mask: 0,
             g_mask: 0,
             long_paging: false,
@@ -1060,6 +1065,11 @@ impl<const FIRST: usize> Mmu<FIRST> {
     fn set_policy(&mut self) {
         self.policy = policy_of(&self.regs);
         self.long_paging = self.regs.paging() && self.regs.efer & EFER_LMA != 0;
+        // Functions of EFER.NXE and CR4.PGE alone, not of the mode.
+        self.rsvd = pgtable::entry::cpu_reserved_mask(self.config.maxphyaddr, self.policy.nxe);
+        self.quick_must = P_A | self.rsvd;
+        self.nx_mask = if self.policy.nxe { EntryFlags::NX.bits() } else { 0 };
+        self.g_mask = if self.regs.cr4 & CR4_PGE != 0 { EntryFlags::GLOBAL.bits() } else { 0 };
         let modes = [Mode::User, Mode::SupervisorSmap, Mode::Supervisor];
         for (m, mode) in modes.into_iter().enumerate() {
             for key in 0..16u8 {
@@ -1712,7 +1722,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
         const PS: u64 = EntryFlags::PS.bits();
         // P and A are never reserved bits: one test per entry finds either
         // clear or a reserved bit set.
-        let must = P_A | self.rsvd;
+        let must = self.quick_must;
         // The four levels written out, so that each step's level (its
         // index shift and reserved bits) is a constant, as in pgtable's
         // walk; a PML4E is never a leaf.
@@ -1927,9 +1937,6 @@ impl<const FIRST: usize> Mmu<FIRST> {
         }
         self.hot_base = set * self.entries;
         self.cpu = self.cpu_state();
-        self.rsvd = pgtable::entry::cpu_reserved_mask(self.config.maxphyaddr, self.policy.nxe);
-        self.nx_mask = if self.policy.nxe { EntryFlags::NX.bits() } else { 0 };
-        self.g_mask = if self.regs.cr4 & CR4_PGE != 0 { EntryFlags::GLOBAL.bits() } else { 0 };
     }
 
     // ----- invalidation primitives ------------------------------------
