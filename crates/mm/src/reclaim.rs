@@ -139,13 +139,20 @@ impl Machine {
         pfn: Pfn,
         keep_cache: bool,
     ) -> Result<Outcome<ReclaimResult>, MmError> {
-        if !self.pages.get(pfn)?.flags.contains(PageFlags::SWAPCACHE) && !self.add_to_swap(pfn)? {
-            return Ok(Outcome::Done(ReclaimResult::NoSwapSpace { pfn }));
-        }
-        let entry = crate::swap_state::private_entry(self.pages.get(pfn)?.private)?;
+        // The entry is the page's `private` word when it is in the swap
+        // cache already, else what add_to_swap put there.
+        let d = self.pages.get(pfn)?;
+        let entry = if d.flags.contains(PageFlags::SWAPCACHE) {
+            crate::swap_state::private_entry(d.private)?
+        } else {
+            match self.add_to_swap(pfn)? {
+                Some(e) => e,
+                None => return Ok(Outcome::Done(ReclaimResult::NoSwapSpace { pfn })),
+            }
+        };
         let slot = (entry.swap_type(), entry.offset());
         if self.pages.get(pfn)?.mapcount > 0 {
-            if let Outcome::Oops(o) = self.try_to_unmap(pfn)? {
+            if let Outcome::Oops(o) = self.try_to_unmap(pfn, entry)? {
                 return Ok(Outcome::Oops(o));
             }
             let left = self.pages.get(pfn)?.mapcount;
@@ -177,24 +184,30 @@ impl Machine {
     /// swap PTE (with the exclusive bit in 6.18 for a PageAnonExclusive
     /// page) and takes a swap count; the page loses the mapping and its
     /// reference. A dirty PTE dirties the page.
-    fn try_to_unmap(&mut self, pfn: Pfn) -> Result<Outcome<()>, MmError> {
+    fn try_to_unmap(
+        &mut self,
+        pfn: Pfn,
+        entry: crate::swap_state::SwpEntry,
+    ) -> Result<Outcome<()>, MmError> {
         // The walk's buffer is the machine's, reused from page to page.
         let mut hits = std::mem::take(&mut self.walk_hits);
-        let r = self.try_to_unmap_hits(pfn, &mut hits);
+        let r = self.try_to_unmap_hits(pfn, entry, &mut hits);
         self.walk_hits = hits;
         r
     }
 
+    /// try_to_unmap with the page's swap entry (`private`, which nothing
+    /// here changes) and the walk's buffer.
     fn try_to_unmap_hits(
         &mut self,
         pfn: Pfn,
+        entry: crate::swap_state::SwpEntry,
         hits: &mut Vec<rmap::RmapHit>,
     ) -> Result<Outcome<()>, MmError> {
         match rmap_res(self.rmap.rmap_walk_into(self.pages.get(pfn)?, hits))? {
             RmapResult::Ok(()) => {}
             RmapResult::Oops(o) => return Ok(Outcome::Oops(self.oops(&o, Some(pfn)))),
         }
-        let entry = crate::swap_state::private_entry(self.pages.get(pfn)?.private)?;
         for &hit in hits.iter() {
             let Some(slot) = self.hit_slot(hit)? else { continue };
             let pteval = self.read_slot(slot)?;

@@ -192,14 +192,14 @@ impl Machine {
     }
 
     /// `add_to_swap`: a slot for a page about to be reclaimed, the page in
-    /// the swap cache and dirty. False when swap is full.
-    pub(crate) fn add_to_swap(&mut self, pfn: Pfn) -> Result<bool, MmError> {
+    /// the swap cache and dirty. The entry, `None` when swap is full.
+    pub(crate) fn add_to_swap(&mut self, pfn: Pfn) -> Result<Option<SwpEntry>, MmError> {
         match self.swap.inner.add_to_swap(pfn, &mut self.pages) {
-            Ok(_) => {
+            Ok(e) => {
                 self.pages.get_mut(pfn)?.flags |= PageFlags::SWAPBACKED;
-                Ok(true)
+                Ok(Some(e))
             }
-            Err(SwapError::SwapFull | SwapError::DeviceFull(_)) => Ok(false),
+            Err(SwapError::SwapFull | SwapError::DeviceFull(_)) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
