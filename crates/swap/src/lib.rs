@@ -113,6 +113,12 @@ pub struct Swap {
     devices: Vec<Option<SwapDevice>>,
     /// Pages in the swap cache (whose entries live in each device's table).
     cached: usize,
+    /// Free slots over all devices: Linux's `nr_swap_pages`, kept as
+    /// slots are taken and freed so that `vm_swap_full` (asked on every
+    /// swap-in) reads two counters instead of summing the devices.
+    nr_swap_pages: u64,
+    /// Usable slots over all devices: Linux's `total_swap_pages`.
+    total_swap_pages: u64,
 }
 
 /// The devices as a map from type to device, as when they were kept in
@@ -121,7 +127,12 @@ impl std::fmt::Debug for Swap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let devices: BTreeMap<u8, &SwapDevice> =
             self.devices().map(|d| (d.swap_type(), d)).collect();
-        f.debug_struct("Swap").field("devices", &devices).field("cached", &self.cached).finish()
+        f.debug_struct("Swap")
+            .field("devices", &devices)
+            .field("cached", &self.cached)
+            .field("nr_swap_pages", &self.nr_swap_pages)
+            .field("total_swap_pages", &self.total_swap_pages)
+            .finish()
     }
 }
 

@@ -95,7 +95,10 @@ impl Swap {
             d.flags.insert(PageFlags::SWAPBACKED);
         }
         if let Err(e) = cache_insert(dev, entry, pfn, pages) {
-            dev.swap_map_mut().put_cache(entry.offset())?;
+            // The slot had a count (prepare_cache requires one), so
+            // dropping the flag does not free it; counted all the same.
+            let freed = dev.swap_map_mut().put_cache(entry.offset())?;
+            self.slot_released(freed);
             return Err(e);
         }
         self.cached += 1;
@@ -193,6 +196,7 @@ impl Swap {
         let (entry, dev) = cached_device(&mut self.devices, pfn, desc)?;
         let release = cache_remove(dev, entry, pfn, desc)?;
         self.cached -= 1;
+        self.slot_released(release.slot_freed);
         Ok(release)
     }
 
@@ -211,6 +215,7 @@ impl Swap {
             dev.swap_map_mut().put_cache(entry.offset())?;
             return Err(e);
         }
+        self.nr_swap_pages -= 1;
         self.cached += 1;
         pages.get_mut(pfn)?.flags.insert(PageFlags::DIRTY);
         Ok(entry)
@@ -235,6 +240,7 @@ impl Swap {
         }
         let release = cache_remove(dev, entry, pfn, desc)?;
         self.cached -= 1;
+        self.slot_released(release.slot_freed);
         desc.flags.insert(PageFlags::DIRTY);
         Ok(Some(release))
     }

@@ -24,6 +24,8 @@ impl Swap {
         match &mut self.devices[t] {
             Some(_) => Err(SwapError::DeviceExists(device.swap_type())),
             slot @ None => {
+                self.nr_swap_pages += device.free_slots();
+                self.total_swap_pages += device.pages() - 1;
                 *slot = Some(device);
                 Ok(())
             }
@@ -42,7 +44,11 @@ impl Swap {
         while self.devices.last().is_some_and(Option::is_none) {
             self.devices.pop();
         }
-        dev.ok_or(SwapError::NoSuchDevice(swap_type))
+        let dev = dev.ok_or(SwapError::NoSuchDevice(swap_type))?;
+        // No slot of it is in use: all of them were free.
+        self.nr_swap_pages -= dev.free_slots();
+        self.total_swap_pages -= dev.pages() - 1;
+        Ok(dev)
     }
 
     /// The device of `swap_type`.
@@ -95,6 +101,7 @@ impl Swap {
             if dev.free_slots() > 0 {
                 let t = dev.swap_type();
                 let offset = dev.swap_map_mut().alloc()?;
+                self.nr_swap_pages -= 1;
                 return Ok(SwpEntry::for_slot(t, offset));
             }
         }
@@ -106,6 +113,7 @@ impl Swap {
     pub fn get_swap_page_of_type(&mut self, swap_type: u8) -> Result<SwpEntry, SwapError> {
         let dev = self.device_mut(swap_type)?;
         let offset = dev.swap_map_mut().alloc()?;
+        self.nr_swap_pages -= 1;
         Ok(SwpEntry::for_slot(swap_type, offset))
     }
 
@@ -139,7 +147,15 @@ impl Swap {
     /// Returns whether the slot became free.
     #[inline]
     pub fn swap_free(&mut self, entry: SwpEntry) -> Result<bool, SwapError> {
-        self.map_mut(entry)?.free(entry.offset())
+        let freed = self.map_mut(entry)?.free(entry.offset())?;
+        self.slot_released(freed);
+        Ok(freed)
+    }
+
+    /// Counts a slot that became free (`freed`) back into `nr_swap_pages`.
+    #[inline]
+    pub(crate) fn slot_released(&mut self, freed: bool) {
+        self.nr_swap_pages += u64::from(freed);
     }
 
     /// `swapcache_prepare`: takes SWAP_HAS_CACHE before a page read from
@@ -154,7 +170,9 @@ impl Swap {
     /// cache, or a prepare/allocation is abandoned). Returns whether the
     /// slot became free.
     pub fn put_swap_folio(&mut self, entry: SwpEntry) -> Result<bool, SwapError> {
-        self.map_mut(entry)?.put_cache(entry.offset())
+        let freed = self.map_mut(entry)?.put_cache(entry.offset())?;
+        self.slot_released(freed);
+        Ok(freed)
     }
 
     /// `swapcache_clear`: the same as [`Swap::put_swap_folio`], under the
@@ -187,20 +205,17 @@ impl Swap {
 
     /// Free slots over all devices (`nr_swap_pages`).
     pub fn nr_swap_pages(&self) -> u64 {
-        self.devices().map(SwapDevice::free_slots).sum()
+        self.nr_swap_pages
     }
 
     /// Usable slots over all devices (`total_swap_pages`).
     pub fn total_swap_pages(&self) -> u64 {
-        self.devices().map(|d| d.pages() - 1).sum()
+        self.total_swap_pages
     }
 
     /// `vm_swap_full`: more than half of all swap is in use.
+    #[inline]
     pub fn vm_swap_full(&self) -> bool {
-        // Both sums in one pass over the devices: do_swap_page asks on
-        // every swap-in.
-        let (free, total) =
-            self.devices().fold((0, 0), |(f, t), d| (f + d.free_slots(), t + d.pages() - 1));
-        free * 2 < total
+        self.nr_swap_pages * 2 < self.total_swap_pages
     }
 }

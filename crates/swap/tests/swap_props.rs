@@ -128,6 +128,9 @@ fn check(swap: &Swap, pages: &PageDescs, m: &Model) {
         free_total += n - 1 - used;
     }
     assert_eq!(swap.nr_swap_pages(), free_total);
+    let total: u64 = DEVICES.iter().map(|&(_, n)| n - 1).sum();
+    assert_eq!(swap.total_swap_pages(), total);
+    assert_eq!(swap.vm_swap_full(), free_total * 2 < total);
     let cache: Vec<(SwpEntry, Pfn)> = m.cache.iter().map(|(&s, &f)| (entry(s), Pfn(f))).collect();
     assert_eq!(swap.swap_cache().collect::<Vec<_>>(), cache);
     for f in 0..FRAMES {
