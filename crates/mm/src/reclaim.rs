@@ -9,6 +9,7 @@ use pgtable::{EntryKind, Level, Pfn};
 use phys::PageFlags;
 
 use crate::error::MmError;
+use crate::fault::Handled;
 use crate::machine::{Machine, RmapResult, rmap_res};
 use crate::outcome::Outcome;
 use crate::process::Pid;
@@ -121,9 +122,9 @@ impl Machine {
                     });
                     if !seen && self.pages.get(pfn)?.is_anon() {
                         match self.reclaim_page(pfn, keep_cache)? {
-                            Outcome::Done(r) => out.push(r),
-                            Outcome::Oops(o) => return Ok(Outcome::Oops(o)),
-                            Outcome::Segv(s) => return Ok(Outcome::Segv(s)),
+                            Handled::Done(r) => out.push(r),
+                            Handled::Oops(o) => return Ok(Outcome::Oops(*o)),
+                            Handled::Segv(s) => return Ok(Outcome::Segv(s)),
                         }
                     }
                 }
@@ -133,12 +134,14 @@ impl Machine {
         Ok(Outcome::Done(()))
     }
 
-    /// shrink_page_list's path for one anonymous page.
+    /// shrink_page_list's path for one anonymous page. An oops comes back
+    /// boxed ([`Handled`]): the result passes through the reclaim loop on
+    /// every page, and an [`Outcome`] carries its oops inline.
     pub(crate) fn reclaim_page(
         &mut self,
         pfn: Pfn,
         keep_cache: bool,
-    ) -> Result<Outcome<ReclaimResult>, MmError> {
+    ) -> Result<Handled<ReclaimResult>, MmError> {
         // The entry is the page's `private` word when it is in the swap
         // cache already, else what add_to_swap put there.
         let d = self.pages.get(pfn)?;
@@ -147,17 +150,17 @@ impl Machine {
         } else {
             match self.add_to_swap(pfn)? {
                 Some(e) => e,
-                None => return Ok(Outcome::Done(ReclaimResult::NoSwapSpace { pfn })),
+                None => return Ok(Handled::Done(ReclaimResult::NoSwapSpace { pfn })),
             }
         };
         let slot = (entry.swap_type(), entry.offset());
         if self.pages.get(pfn)?.mapcount > 0 {
-            if let Outcome::Oops(o) = self.try_to_unmap(pfn, entry)? {
-                return Ok(Outcome::Oops(o));
+            if let Handled::Oops(o) = self.try_to_unmap(pfn, entry)? {
+                return Ok(Handled::Oops(o));
             }
             let left = self.pages.get(pfn)?.mapcount;
             if left > 0 {
-                return Ok(Outcome::Done(ReclaimResult::StillMapped { pfn, mapcount: left }));
+                return Ok(Handled::Done(ReclaimResult::StillMapped { pfn, mapcount: left }));
             }
         }
         if self.pages.get(pfn)?.flags.contains(PageFlags::DIRTY) {
@@ -166,7 +169,7 @@ impl Machine {
             self.swap_writepage(pfn)?;
         }
         if keep_cache {
-            return Ok(Outcome::Done(ReclaimResult::KeptInSwapCache { pfn, slot }));
+            return Ok(Handled::Done(ReclaimResult::KeptInSwapCache { pfn, slot }));
         }
         // __remove_mapping: only the swap cache's reference may be left.
         let refs = self.pages.get(pfn)?.refcount;
@@ -177,7 +180,7 @@ impl Machine {
             ));
         }
         self.delete_from_swap_cache(pfn)?;
-        Ok(Outcome::Done(ReclaimResult::Freed { pfn, slot }))
+        Ok(Handled::Done(ReclaimResult::Freed { pfn, slot }))
     }
 
     /// `try_to_unmap`: every mapping the rmap walk finds becomes the era's
@@ -188,7 +191,7 @@ impl Machine {
         &mut self,
         pfn: Pfn,
         entry: crate::swap_state::SwpEntry,
-    ) -> Result<Outcome<()>, MmError> {
+    ) -> Result<Handled<()>, MmError> {
         // The walk's buffer is the machine's, reused from page to page.
         let mut hits = std::mem::take(&mut self.walk_hits);
         let r = self.try_to_unmap_hits(pfn, entry, &mut hits);
@@ -203,10 +206,12 @@ impl Machine {
         pfn: Pfn,
         entry: crate::swap_state::SwpEntry,
         hits: &mut Vec<rmap::RmapHit>,
-    ) -> Result<Outcome<()>, MmError> {
+    ) -> Result<Handled<()>, MmError> {
         match rmap_res(self.rmap.rmap_walk_into(self.pages.get(pfn)?, hits))? {
             RmapResult::Ok(()) => {}
-            RmapResult::Oops(o) => return Ok(Outcome::Oops(self.oops(&o, Some(pfn)))),
+            RmapResult::Oops(o) => {
+                return Ok(Handled::Oops(Box::new(self.oops(&o, Some(pfn)))));
+            }
         }
         for &hit in hits.iter() {
             let Some(slot) = self.hit_slot(hit)? else { continue };
@@ -245,7 +250,7 @@ impl Machine {
             self.rmap.page_remove_rmap(self.pages.get_mut(pfn)?)?;
             self.put_page(pfn)?;
         }
-        Ok(Outcome::Done(()))
+        Ok(Handled::Done(()))
     }
 
     /// The PTE slot of an rmap hit: page_vma_mapped_walk from the VMA's
@@ -303,8 +308,8 @@ impl Machine {
             if !self.pages.get(pfn)?.flags.contains(PageFlags::LRU) {
                 continue;
             }
-            if let Outcome::Oops(o) = self.reclaim_page(pfn, false)? {
-                return Ok(Outcome::Oops(o));
+            if let Handled::Oops(o) = self.reclaim_page(pfn, false)? {
+                return Ok(Outcome::Oops(*o));
             }
         }
         Ok(Outcome::Done(self.frames.free_frames().saturating_sub(before)))
@@ -326,13 +331,13 @@ impl Machine {
                 continue;
             }
             match self.reclaim_page(pfn, false)? {
-                Outcome::Done(_) => {
+                Handled::Done(_) => {
                     if self.frames.free_frames() > before {
                         return Ok(Outcome::Done(true));
                     }
                 }
-                Outcome::Oops(o) => return Ok(Outcome::Oops(o)),
-                Outcome::Segv(s) => {
+                Handled::Oops(o) => return Ok(Outcome::Oops(*o)),
+                Handled::Segv(s) => {
                     return Err(MmError::bug("shrink_one", format!("reclaim gave {s}")));
                 }
             }
