@@ -551,16 +551,17 @@ impl<const N: usize> L1<N> {
     }
 }
 
-/// One (context, mode)'s victim cache: the page of each slot
-/// (`INVALID_TAG` when empty; the probe reads this one cache line), its
-/// entry, and the slot the next eviction replaces. `key` filters the
-/// probe: every slot holding a page has that page's [`victim_key`] there
-/// (an empty slot's key is anything), so a page whose key is in no byte
-/// is in no slot, which one 8-byte word decides.
+/// One (context, mode)'s victim cache: each slot's entry (its page
+/// `INVALID_TAG` when empty), and the slot the next eviction replaces.
+/// `key` filters the probe: every slot holding a page has that page's
+/// [`victim_key`] there (an empty slot's key is anything), so a page whose
+/// key is in no byte is in no slot, which one 8-byte word decides; only
+/// when a key matches are the entries' pages compared. (No separate array
+/// of pages: an eviction writes the entry, the key and `next`, one cache
+/// line fewer than with the pages apart.)
 #[derive(Clone, Debug)]
 struct Victims {
     key: [u8; VICTIMS],
-    page: [u64; VICTIMS],
     meta: [Meta; VICTIMS],
     next: u8,
 }
@@ -577,12 +578,7 @@ fn victim_key(page: u64) -> u8 {
 
 impl Default for Victims {
     fn default() -> Self {
-        Self {
-            key: [0; VICTIMS],
-            page: [INVALID_TAG; VICTIMS],
-            meta: [Meta::default(); VICTIMS],
-            next: 0,
-        }
+        Self { key: [0; VICTIMS], meta: [Meta::default(); VICTIMS], next: 0 }
     }
 }
 
@@ -1402,11 +1398,8 @@ impl<const FIRST: usize> Mmu<FIRST> {
                         if self.l1.victims.meta[j % VICTIMS].valid() {
                             // Out of the main table: no first-level copy.
                             let out = self.l1.victims.meta[j % VICTIMS].page;
-                            self.l1.victims.page[j % VICTIMS] = out;
                             self.l1.victims.key[j % VICTIMS] = victim_key(out);
                             self.l1.forget(out);
-                        } else {
-                            self.l1.victims.page[j % VICTIMS] = INVALID_TAG;
                         }
                     } else {
                         // In the main table, not (or not for this access
@@ -1884,7 +1877,6 @@ impl<const FIRST: usize> Mmu<FIRST> {
             let k = usize::from(v.next) % VICTIMS;
             v.next = v.next.wrapping_add(1);
             v.meta[k] = self.meta[i];
-            v.page[k] = old;
             v.key[k] = victim_key(old);
             // Out of the main table: no first-level copy. With at least
             // FIRST main slots, `old` and `page` share a first-level
@@ -1961,7 +1953,6 @@ impl<const FIRST: usize> Mmu<FIRST> {
     fn drop_victim(&mut self, j: usize) {
         if let Some(v) = self.victims_mut(j / VICTIMS) {
             v.meta[j % VICTIMS].page = INVALID_TAG;
-            v.page[j % VICTIMS] = INVALID_TAG;
         }
     }
 
@@ -2001,13 +1992,13 @@ impl<const FIRST: usize> Mmu<FIRST> {
         for (i, &x) in v.key.iter().enumerate() {
             m |= u8::from(x == k) << i;
         }
-        m != 0 && v.page.contains(&page)
+        m != 0 && v.meta.iter().any(|e| e.page == page)
     }
 
     /// The victim slot of `set` holding `page`, if any.
     #[inline]
     fn probe_victims(&self, set: usize, page: u64) -> Option<usize> {
-        self.victims(set)?.page.iter().position(|&p| p == page).map(|k| set * VICTIMS + k)
+        self.victims(set)?.meta.iter().position(|e| e.page == page).map(|k| set * VICTIMS + k)
     }
 
     /// Empties context `c`'s paging-structure caches.
@@ -2185,7 +2176,6 @@ impl<const FIRST: usize> Mmu<FIRST> {
             let l1s = self.l1s.iter_mut().flatten();
             for v in core::iter::once(&mut self.l1).chain(l1s).map(|t| &mut t.victims) {
                 v.meta.fill(Meta::default());
-                v.page.fill(INVALID_TAG);
             }
             self.large_lo = u64::MAX;
             self.large_hi = 0;
