@@ -223,6 +223,25 @@ impl std::fmt::Debug for DebugBlocks<'_> {
     }
 }
 
+/// Linux's free_page_is_bad for one descriptor of a block being freed:
+/// why the frame cannot go back to the allocator, if it cannot. `max_ref`
+/// is the references the caller may still hold on it (1 for the block's
+/// head, which the caller's put is dropping, 0 for its tail frames).
+#[inline(always)]
+fn free_page_is_bad(d: &PageDesc, max_ref: u32) -> Option<&'static str> {
+    if d.mapcount != 0 {
+        Some("nonzero mapcount")
+    } else if d.refcount > max_ref {
+        Some("nonzero refcount")
+    } else if d.flags.intersects(PAGE_FLAGS_CHECK_AT_FREE) {
+        Some("a flag that must be clear at free is set")
+    } else if d.mapping != 0 && d.mapping & PAGE_MAPPING_ANON == 0 {
+        Some("non-anonymous mapping still set")
+    } else {
+        None
+    }
+}
+
 fn check_order(order: u32) -> Result<(), PhysError> {
     if order > MAX_ORDER { Err(PhysError::BadOrder { order, max: MAX_ORDER }) } else { Ok(()) }
 }
@@ -522,19 +541,7 @@ impl FrameAllocator {
         for i in 0..block_frames(order) {
             let f = Pfn(pfn.as_u64() + i);
             let d = pages.get(f)?;
-            let max_ref = if i == 0 { 1 } else { 0 };
-            let reason = if d.mapcount != 0 {
-                Some("nonzero mapcount")
-            } else if d.refcount > max_ref {
-                Some("nonzero refcount")
-            } else if d.flags.intersects(PAGE_FLAGS_CHECK_AT_FREE) {
-                Some("a flag that must be clear at free is set")
-            } else if d.mapping != 0 && d.mapping & PAGE_MAPPING_ANON == 0 {
-                Some("non-anonymous mapping still set")
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
+            if let Some(reason) = free_page_is_bad(d, if i == 0 { 1 } else { 0 }) {
                 return Err(PhysError::BadPageState { pfn: f, reason });
             }
         }
@@ -563,18 +570,7 @@ impl FrameAllocator {
         }
         // `check_descs` made sure the descriptors cover every frame.
         let d = pages.get_mut(pfn)?;
-        let reason = if d.mapcount != 0 {
-            Some("nonzero mapcount")
-        } else if d.refcount > 1 {
-            Some("nonzero refcount")
-        } else if d.flags.intersects(PAGE_FLAGS_CHECK_AT_FREE) {
-            Some("a flag that must be clear at free is set")
-        } else if d.mapping != 0 && d.mapping & PAGE_MAPPING_ANON == 0 {
-            Some("non-anonymous mapping still set")
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
+        if let Some(reason) = free_page_is_bad(d, 1) {
             return Err(PhysError::BadPageState { pfn, reason });
         }
         *d = PageDesc { flags: PageFlags::BUDDY, ..PageDesc::default() };
