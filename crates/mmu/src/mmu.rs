@@ -800,12 +800,12 @@ const PSC_SHIFT: [u32; 3] = [21, 30, 39];
 /// The largest size of each cache (PDE, PDPTE, PML4) a [`Config`] may ask
 /// for.
 const PSC_MAX: [usize; 3] = [4096, 4096, 512];
-/// Where each cache's tags and words start in [`Mmu::psc_cur`]: the
-/// current context's caches at their largest sizes, so that an index
-/// masked by the cache's size needs no bounds check and no base.
-const PSC_TAG: [usize; 3] = [0, 2 * PSC_MAX[0], 2 * (PSC_MAX[0] + PSC_MAX[1])];
-const PSC_WORD: [usize; 3] =
-    [PSC_MAX[0], 2 * PSC_MAX[0] + PSC_MAX[1], 2 * (PSC_MAX[0] + PSC_MAX[1]) + PSC_MAX[2]];
+/// Where each cache starts in [`Mmu::psc_cur`]: the current context's
+/// caches at their largest sizes, so that an index masked by the cache's
+/// size needs no bounds check and no base. Slot `k`'s tag is at
+/// `PSC_AT[l] + 2 * k`, its word right after it: a probe and its fill
+/// touch one cache line.
+const PSC_AT: [usize; 3] = [0, 2 * PSC_MAX[0], 2 * (PSC_MAX[0] + PSC_MAX[1])];
 const PSC_CUR: usize = 2 * (PSC_MAX[0] + PSC_MAX[1] + PSC_MAX[2]);
 /// R/W and U/S.
 const RW_US: u64 = EntryFlags::WRITABLE.bits() | EntryFlags::USER.bits();
@@ -909,12 +909,13 @@ pub struct Mmu<const FIRST: usize = L1_SLOTS> {
     /// register write calls.
     long_paging: bool,
     /// The current context's paging-structure caches: per cache (PDE,
-    /// PDPTE, PML4) its tags (the address bits above the level's entry, or
-    /// [`NO_PSC`]) at [`PSC_TAG`] and the words ([`psc_word`]) at
-    /// [`PSC_WORD`], each laid out at the largest size a cache may have
-    /// (only the configured size's first slots are used): the miss path's
-    /// probe is the address's tag masked by the size, compared with one
-    /// load. A disabled cache keeps one slot that never matches.
+    /// PDPTE, PML4), from [`PSC_AT`], each slot's tag (the address bits
+    /// above the level's entry, or [`NO_PSC`]) and word ([`psc_word`]) side
+    /// by side, each cache laid out at the largest size it may have (only
+    /// the configured size's first slots are used): the miss path's probe
+    /// is the address's tag masked by the size, compared with one load,
+    /// and the word it then reads or the fill writes is in the tag's cache
+    /// line. A disabled cache keeps one slot that never matches.
     psc_cur: Box<[u64; PSC_CUR]>,
     /// Every other context's caches, saved by `set_ctx` when it stops
     /// being current: per context, the PDE cache, the PDPTE cache and the
@@ -927,8 +928,9 @@ pub struct Mmu<const FIRST: usize = L1_SLOTS> {
     /// in `psc`, and its number of slots.
     psc_off: [usize; 3],
     psc_slots: [usize; 3],
-    /// Each cache's index mask (0 when disabled) and what its fills OR into
-    /// the tag ([`PSC_OFF`] when disabled).
+    /// Each cache's index mask shifted left by one (the mask of a tag's
+    /// offset in [`Self::psc_cur`]; 0 when disabled) and what its fills OR
+    /// into the tag ([`PSC_OFF`] when disabled).
     psc_mask: [usize; 3],
     psc_poison: [u64; 3],
     /// Some cache is enabled: the miss path probes them.
@@ -1031,7 +1033,9 @@ impl<const FIRST: usize> Mmu<FIRST> {
                 let mut cur: Box<[u64; PSC_CUR]> =
                     vec![0; PSC_CUR].into_boxed_slice().try_into().expect("PSC_CUR words");
                 for l in [PSC_PDE, PSC_PDPTE, PSC_PML4] {
-                    cur[PSC_TAG[l]..PSC_TAG[l] + psc_slots[l]].fill(NO_PSC);
+                    for k in 0..psc_slots[l] {
+                        cur[PSC_AT[l] + 2 * k] = NO_PSC;
+                    }
                 }
                 cur
             },
@@ -1039,7 +1043,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
             psc_per_ctx,
             psc_off,
             psc_slots,
-            psc_mask: psc_slots.map(|n| n - 1),
+            psc_mask: psc_slots.map(|n| (n - 1) << 1),
             psc_poison: psc_sizes.map(|n| if n == 0 { PSC_OFF } else { 0 }),
             psc_on: psc_sizes.iter().any(|&n| n != 0),
             large_lo: u64::MAX,
@@ -1476,14 +1480,14 @@ impl<const FIRST: usize> Mmu<FIRST> {
         use pgtable::Level;
         for (l, level) in [(PSC_PDE, Level::Pt), (PSC_PDPTE, Level::Pd), (PSC_PML4, Level::Pdpt)] {
             let k = self.psc_index(l, va);
-            if self.psc_cur[PSC_TAG[l] + k] == va >> PSC_SHIFT[l] {
+            if self.psc_cur[PSC_AT[l] + k] == va >> PSC_SHIFT[l] {
                 let p = &mut self.stats.psc;
                 match l {
                     PSC_PDE => p.pde_hits += 1,
                     PSC_PDPTE => p.pdpte_hits += 1,
                     _ => p.pml4_hits += 1,
                 }
-                return Some((self.psc_cur[PSC_WORD[l] + k], level));
+                return Some((self.psc_cur[PSC_AT[l] + k + 1], level));
             }
         }
         None
@@ -1753,26 +1757,26 @@ impl<const FIRST: usize> Mmu<FIRST> {
         // (the slot probed for it).
         let t2 = va >> 21;
         let k2 = self.psc_index(PSC_PDE, va);
-        let w2 = if self.psc_cur[PSC_TAG[PSC_PDE] + k2] == t2 {
+        let w2 = if self.psc_cur[PSC_AT[PSC_PDE] + k2] == t2 {
             self.stats.psc.pde_hits += 1;
-            self.psc_cur[PSC_WORD[PSC_PDE] + k2]
+            self.psc_cur[PSC_AT[PSC_PDE] + k2 + 1]
         } else {
             let t3 = va >> 30;
             let k3 = self.psc_index(PSC_PDPTE, va);
-            let w3 = if self.psc_cur[PSC_TAG[PSC_PDPTE] + k3] == t3 {
+            let w3 = if self.psc_cur[PSC_AT[PSC_PDPTE] + k3] == t3 {
                 self.stats.psc.pdpte_hits += 1;
-                self.psc_cur[PSC_WORD[PSC_PDPTE] + k3]
+                self.psc_cur[PSC_AT[PSC_PDPTE] + k3 + 1]
             } else {
                 let t4 = va >> 39;
                 let k4 = self.psc_index(PSC_PML4, va);
-                let w4 = if self.psc_cur[PSC_TAG[PSC_PML4] + k4] == t4 {
+                let w4 = if self.psc_cur[PSC_AT[PSC_PML4] + k4] == t4 {
                     self.stats.psc.pml4_hits += 1;
-                    self.psc_cur[PSC_WORD[PSC_PML4] + k4]
+                    self.psc_cur[PSC_AT[PSC_PML4] + k4 + 1]
                 } else {
                     let e4 = quick_entry(mem, cr3 & ADDR_MASK, va, Level::Pml4, must4)?;
                     let w = psc_word(cr3, e4);
-                    self.psc_cur[PSC_TAG[PSC_PML4] + k4] = t4 | self.psc_poison[PSC_PML4];
-                    self.psc_cur[PSC_WORD[PSC_PML4] + k4] = w;
+                    self.psc_cur[PSC_AT[PSC_PML4] + k4] = t4 | self.psc_poison[PSC_PML4];
+                    self.psc_cur[PSC_AT[PSC_PML4] + k4 + 1] = w;
                     self.stats.psc.pml4_fills += 1;
                     w
                 };
@@ -1783,8 +1787,8 @@ impl<const FIRST: usize> Mmu<FIRST> {
                 }
                 quick_ok(e3, must)?;
                 let w = psc_word(w4, e3);
-                self.psc_cur[PSC_TAG[PSC_PDPTE] + k3] = t3 | self.psc_poison[PSC_PDPTE];
-                self.psc_cur[PSC_WORD[PSC_PDPTE] + k3] = w;
+                self.psc_cur[PSC_AT[PSC_PDPTE] + k3] = t3 | self.psc_poison[PSC_PDPTE];
+                self.psc_cur[PSC_AT[PSC_PDPTE] + k3 + 1] = w;
                 self.stats.psc.pdpte_fills += 1;
                 w
             };
@@ -1795,8 +1799,8 @@ impl<const FIRST: usize> Mmu<FIRST> {
             }
             quick_ok(e2, must)?;
             let w = psc_word(w3, e2);
-            self.psc_cur[PSC_TAG[PSC_PDE] + k2] = t2 | self.psc_poison[PSC_PDE];
-            self.psc_cur[PSC_WORD[PSC_PDE] + k2] = w;
+            self.psc_cur[PSC_AT[PSC_PDE] + k2] = t2 | self.psc_poison[PSC_PDE];
+            self.psc_cur[PSC_AT[PSC_PDE] + k2 + 1] = w;
             self.stats.psc.pde_fills += 1;
             w
         };
@@ -2005,7 +2009,9 @@ impl<const FIRST: usize> Mmu<FIRST> {
     fn flush_psc(&mut self, c: usize) {
         if c == self.cur_ctx {
             for l in [PSC_PDE, PSC_PDPTE, PSC_PML4] {
-                self.psc_cur[PSC_TAG[l]..PSC_TAG[l] + self.psc_slots[l]].fill(NO_PSC);
+                for k in 0..self.psc_slots[l] {
+                    self.psc_cur[PSC_AT[l] + 2 * k] = NO_PSC;
+                }
             }
         } else {
             let n = self.psc_per_ctx;
@@ -2015,12 +2021,13 @@ impl<const FIRST: usize> Mmu<FIRST> {
         }
     }
 
-    /// The slot of `va` in the current context's cache `l` (the offset
-    /// from [`PSC_TAG`] and [`PSC_WORD`]): below the cache's size, and so
-    /// below its largest size, which the second mask shows the compiler.
+    /// The offset from [`PSC_AT`] of the tag of `va`'s slot in the
+    /// current context's cache `l` (twice the slot; its word is at the
+    /// next offset): below twice the cache's size, and so below twice its
+    /// largest size, which the second mask shows the compiler.
     #[inline(always)]
     fn psc_index(&self, l: usize, va: u64) -> usize {
-        (va >> PSC_SHIFT[l]) as usize & self.psc_mask[l] & (PSC_MAX[l] - 1)
+        ((va >> PSC_SHIFT[l]) as usize) << 1 & self.psc_mask[l] & (2 * PSC_MAX[l] - 2)
     }
 
     /// Makes context `c` current: the caches of the current one are saved
@@ -2035,13 +2042,12 @@ impl<const FIRST: usize> Mmu<FIRST> {
                 let at = base + self.psc_off[l];
                 let n = self.psc_slots[l];
                 let saved = &mut self.psc[at..at + n];
-                let (tags, rest) =
-                    self.psc_cur[PSC_TAG[l]..].split_at_mut(PSC_WORD[l] - PSC_TAG[l]);
-                for (k, e) in saved.iter_mut().enumerate() {
+                let cur = self.psc_cur[PSC_AT[l]..PSC_AT[l] + 2 * n].chunks_exact_mut(2);
+                for (e, c) in saved.iter_mut().zip(cur) {
                     if load {
-                        (tags[k], rest[k]) = (e.tag, e.word);
+                        (c[0], c[1]) = (e.tag, e.word);
                     } else {
-                        *e = PscSlot { tag: tags[k], word: rest[k] };
+                        *e = PscSlot { tag: c[0], word: c[1] };
                     }
                 }
             }
@@ -2053,7 +2059,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
     /// walk of `va` would use (a #PF at `va`).
     fn psc_forget(&mut self, va: u64) {
         for l in [PSC_PDE, PSC_PDPTE, PSC_PML4] {
-            let k = PSC_TAG[l] + self.psc_index(l, va);
+            let k = PSC_AT[l] + self.psc_index(l, va);
             if self.psc_cur[k] == va >> PSC_SHIFT[l] {
                 self.psc_cur[k] = NO_PSC;
             }
@@ -2472,7 +2478,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
             PscLevel::Pml4 => PSC_PML4,
         };
         let k = self.psc_index(l, va);
-        let e = PscSlot { tag: self.psc_cur[PSC_TAG[l] + k], word: self.psc_cur[PSC_WORD[l] + k] };
+        let e = PscSlot { tag: self.psc_cur[PSC_AT[l] + k], word: self.psc_cur[PSC_AT[l] + k + 1] };
         (e.tag == va >> PSC_SHIFT[l]).then(|| PscEntry {
             table: e.word & pgtable::entry::ADDR_MASK,
             writable: e.word & EntryFlags::WRITABLE.bits() != 0,
