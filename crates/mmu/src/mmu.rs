@@ -824,6 +824,10 @@ fn psc_word(w: u64, e: u64) -> u64 {
     (e & (w | !RW_US)) | (w & XD)
 }
 
+/// The miss path's error: the `Error` itself is in [`Mmu::pending`].
+#[derive(Debug)]
+struct Deferred;
+
 /// An x86-64 MMU: the paging registers and a TLB over pgtable's walk.
 ///
 /// Memory is passed to each call, so the emulator keeps owning it; the MMU
@@ -935,6 +939,11 @@ pub struct Mmu<const FIRST: usize = L1_SLOTS> {
     psc_poison: [u64; 3],
     /// Some cache is enabled: the miss path probes them.
     psc_on: bool,
+    /// The error of the last miss that failed, which the miss path's
+    /// functions return as [`Deferred`]: their result then fits in two
+    /// registers instead of being written through memory (an `Error` is
+    /// 32 bytes), and only a failing translation copies it out.
+    pending: Error,
     /// Virtual range [lo, hi) covering every cached large-page entry.
     large_lo: u64,
     large_hi: u64,
@@ -1046,6 +1055,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
             psc_mask: psc_slots.map(|n| (n - 1) << 1),
             psc_poison: psc_sizes.map(|n| if n == 0 { PSC_OFF } else { 0 }),
             psc_on: psc_sizes.iter().any(|&n| n != 0),
+            pending: Error::BadSize(0),
             large_lo: u64::MAX,
             large_hi: 0,
             regs,
@@ -1165,7 +1175,8 @@ impl<const FIRST: usize> Mmu<FIRST> {
             self.stats.hits += 1;
             return Ok(self.l1.frame[s].or_frame_offset(va));
         }
-        self.translate_l1_miss(mem, va, access)
+        let r = self.translate_l1_miss(mem, va, access);
+        self.undefer(r)
     }
 
     /// Translates an access of `size` bytes (1..=64) at `va`. An access
@@ -1264,21 +1275,19 @@ impl<const FIRST: usize> Mmu<FIRST> {
         if !(1..=MAX_ACCESS).contains(&size) {
             return Err(Error::BadSize(size));
         }
-        let first = self.translate_l1_miss(mem, va, access)?;
+        let r = self.translate_l1_miss(mem, va, access);
+        let first = self.undefer(r)?;
         let in_first = (PAGE_SIZE - (va & (PAGE_SIZE - 1))) as usize;
         if size <= in_first {
             return Ok(Span { first, first_len: size, second: None, len: size });
         }
         let next = va.wrapping_add(in_first as u64);
-        let second = if !self.regs.paging() {
-            self.translate_l1_miss(mem, next, access)?
-        } else {
-            // Crossing from the top of the lower half into the hole is #GP.
-            if !VirtAddr::is_canonical(next) {
-                return Err(Error::GeneralProtection(GpCause::NonCanonical(next)));
-            }
-            self.translate_l1_miss(mem, next, access)?
-        };
+        // Crossing from the top of the lower half into the hole is #GP.
+        if self.regs.paging() && !VirtAddr::is_canonical(next) {
+            return Err(Error::GeneralProtection(GpCause::NonCanonical(next)));
+        }
+        let r = self.translate_l1_miss(mem, next, access);
+        let second = self.undefer(r)?;
         Ok(Span { first, first_len: in_first, second: Some(second), len: size })
     }
 
@@ -1299,11 +1308,11 @@ impl<const FIRST: usize> Mmu<FIRST> {
         mem: &mut M,
         va: u64,
         access: Access,
-    ) -> Result<PhysAddr, Error> {
+    ) -> Result<PhysAddr, Deferred> {
         let page = va & PAGE_MASK;
         let i = self.hot_base + ((va >> 12) as usize & self.mask);
         let Some(m) = self.meta.get(i) else {
-            return self.translate_page(mem, va, access);
+            return self.slow_page(mem, va, access);
         };
         if m.page == page {
             let bits = self.allow_attrs(m.attrs);
@@ -1313,14 +1322,14 @@ impl<const FIRST: usize> Mmu<FIRST> {
                 self.l1.put(page, frame, bits);
                 return Ok(PhysAddr::new_truncate(frame | (va & !PAGE_MASK)));
             }
-            return self.translate_page(mem, va, access);
+            return self.slow_page(mem, va, access);
         }
         // Paging off or outside IA-32e mode, or a non-canonical address
         // (bits 63:47 not all equal: sign-extending bit 47 changes it), in
         // one branch.
         let canonical = ((va << 16) as i64 >> 16) as u64 == va;
         if !(self.long_paging & canonical) || self.victims_hold(page) {
-            return self.translate_page(mem, va, access);
+            return self.slow_page(mem, va, access);
         }
         if self.psc_on {
             self.miss_fill::<M, true>(mem, va, access, i)
@@ -1343,7 +1352,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
         va: u64,
         access: Access,
         i: usize,
-    ) -> Result<PhysAddr, Error> {
+    ) -> Result<PhysAddr, Deferred> {
         // One entry per page and set: the victim filter let through no
         // page the victims hold.
         debug_assert!(self.probe_victims(self.hot_set, va & PAGE_MASK).is_none());
@@ -1355,7 +1364,49 @@ impl<const FIRST: usize> Mmu<FIRST> {
                 return Ok(PhysAddr::new_truncate(pa));
             }
         }
-        self.full_walk(mem, VirtAddr::new_truncate(va), access, None)
+        self.slow_walk(mem, va, access)
+    }
+
+    /// [`Self::translate_page`], its error kept in [`Self::pending`].
+    #[cold]
+    #[inline(never)]
+    fn slow_page<M: pgtable::PhysMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        va: u64,
+        access: Access,
+    ) -> Result<PhysAddr, Deferred> {
+        let r = self.translate_page(mem, va, access);
+        self.defer(r)
+    }
+
+    /// [`Self::full_walk`] for a miss the read-only walk did not answer,
+    /// its error kept in [`Self::pending`].
+    #[cold]
+    #[inline(never)]
+    fn slow_walk<M: pgtable::PhysMem + ?Sized>(
+        &mut self,
+        mem: &mut M,
+        va: u64,
+        access: Access,
+    ) -> Result<PhysAddr, Deferred> {
+        let r = self.full_walk(mem, VirtAddr::new_truncate(va), access, None);
+        self.defer(r)
+    }
+
+    /// Keeps `r`'s error in [`Self::pending`], for [`Self::undefer`].
+    #[inline(always)]
+    fn defer(&mut self, r: Result<PhysAddr, Error>) -> Result<PhysAddr, Deferred> {
+        r.map_err(|e| {
+            self.pending = e;
+            Deferred
+        })
+    }
+
+    /// The result [`Self::defer`] kept: the error from [`Self::pending`].
+    #[inline(always)]
+    fn undefer<T>(&self, r: Result<T, Deferred>) -> Result<T, Error> {
+        r.map_err(|Deferred| self.pending)
     }
 
     /// Translates one byte's page through the slow path: victim cache,
