@@ -610,15 +610,20 @@ struct Meta {
     page: u64,
     frame: u64,
     size_mask: u64,
-    /// The fill table's index: its key (W | U<<1 | XD<<2 | D<<3) and the
+    /// The fill table's index: its key (XD | W<<1 | U<<2 | D<<3) and the
     /// protection key << 4; and G << 8.
     attrs: u64,
 }
 
-const A_W: u64 = 1;
-const A_U: u64 = 2;
-const A_NX: u64 = 4;
+// W and U at their entry bits (1 and 2, R/W and U/S), so that the fill
+// takes them with one mask; XD at bit 0 (one shift from bit 63).
+const A_NX: u64 = 1;
+const A_W: u64 = 2;
+const A_U: u64 = 4;
 const A_D: u64 = 8;
+const _: () = assert!(
+    A_W == EntryFlags::WRITABLE.bits() && A_U == EntryFlags::USER.bits() && RW_US == A_W | A_U
+);
 const A_PKEY_SHIFT: u32 = 4;
 const A_G: u64 = 0x100;
 
@@ -881,7 +886,7 @@ pub struct Mmu<const FIRST: usize = L1_SLOTS> {
     /// The main tables, `entries` slots per (context, mode).
     meta: Vec<Meta>,
     /// Per mode, the accesses (bit 0 read, 1 write, 2 fetch) an entry
-    /// allows, indexed by W | U<<1 | XD<<2 | D<<3, and those PKRU denies to
+    /// allows, indexed by XD | W<<1 | U<<2 | D<<3, and those PKRU denies to
     /// a user page, indexed by its key: fills derive comparators with two
     /// loads instead of running the permission rules.
     allow: [[u8; 16]; MODES],
@@ -1084,10 +1089,10 @@ impl<const FIRST: usize> Mmu<FIRST> {
         for (m, mode) in modes.into_iter().enumerate() {
             for key in 0..16u8 {
                 let e = CachedEntry {
-                    writable: key & 1 != 0,
-                    user: key & 2 != 0,
-                    nx: key & 4 != 0,
-                    dirty: key & 8 != 0,
+                    writable: u64::from(key) & A_W != 0,
+                    user: u64::from(key) & A_U != 0,
+                    nx: u64::from(key) & A_NX != 0,
+                    dirty: u64::from(key) & A_D != 0,
                     ..CachedEntry::default()
                 };
                 let no_pk = Policy { pke: false, ..self.policy };
@@ -1116,7 +1121,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
             }
             for (x, out) in self.allow_pk[m].iter_mut().enumerate() {
                 let (key, pkey) = (x & 15, x >> 4);
-                let user = key & 2 != 0;
+                let user = key as u64 & A_U != 0;
                 let deny = if user { self.pk_deny[m][pkey] } else { 0 };
                 *out = self.allow[m][key] & !deny;
             }
@@ -1342,7 +1347,8 @@ impl<const FIRST: usize> Mmu<FIRST> {
     /// on in IA-32e mode, a canonical address, neither the main table nor
     /// the victims holding the page): the read-only walk and the fill, or
     /// pgtable's walk when the read-only one cannot decide; `i` is the
-    /// page's main slot, which holds another page or none. A function of
+    /// page's main slot, which holds another page or none (used without
+    /// the caches; with them, the install computes it again). A function of
     /// its own so that the values the checks kept in registers are not
     /// carried (spilled) across the walk.
     #[inline(never)]
@@ -1360,6 +1366,10 @@ impl<const FIRST: usize> Mmu<FIRST> {
         if let Some((e, bits)) = self.quick_walk::<M, PSC>(mem, va) {
             if bits >> (access as u32) & 1 != 0 {
                 let pa = e.frame | (va & !PAGE_MASK);
+                // With the caches, computing the slot again costs fewer
+                // instructions than keeping `i` (spilled) across the
+                // walk; without them, the other way round.
+                let i = if PSC { self.hot_base + ((va >> 12) as usize & self.mask) } else { i };
                 self.install(i, e, bits, None, true, true);
                 return Ok(PhysAddr::new_truncate(pa));
             }
@@ -1710,10 +1720,11 @@ impl<const FIRST: usize> Mmu<FIRST> {
     /// `Allow`.
     #[inline]
     fn allow_bits(&self, e: &CachedEntry) -> u8 {
-        let key = usize::from(e.writable)
-            | usize::from(e.user) << 1
-            | usize::from(e.nx) << 2
-            | usize::from(e.dirty) << 3;
+        let key = if e.writable { A_W } else { 0 }
+            | if e.user { A_U } else { 0 }
+            | if e.nx { A_NX } else { 0 }
+            | if e.dirty { A_D } else { 0 };
+        let key = key as usize;
         self.allow_key(key, e.pkey)
     }
 
@@ -1723,7 +1734,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
         self.allow_pk[self.mode as usize][(attrs & 0xff) as usize]
     }
 
-    /// [`Self::allow_bits`] from the fill table's key (W | U<<1 | XD<<2 |
+    /// [`Self::allow_bits`] from the fill table's key (XD | W<<1 | U<<2 |
     /// D<<3) and the protection key.
     #[inline]
     fn allow_key(&self, key: usize, pkey: u8) -> u8 {
@@ -1878,8 +1889,8 @@ impl<const FIRST: usize> Mmu<FIRST> {
         // (bit 2) ANDed, XD (bit 63, with EFER.NXE) ORed, the leaf's D (bit
         // 6), its protection key (bits 62:59) and its G (bit 8, with
         // CR4.PGE), laid out as Meta::attrs.
-        let attrs = ((all >> 1) & (A_W | A_U))
-            | ((any & self.nx_mask) >> 61)
+        let attrs = (all & (A_W | A_U))
+            | ((any & self.nx_mask) >> 63)
             | ((raw >> 3) & A_D)
             | ((raw >> 59) & 15) << A_PKEY_SHIFT
             | (raw & self.g_mask);
