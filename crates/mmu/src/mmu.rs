@@ -1819,26 +1819,33 @@ impl<const FIRST: usize> Mmu<FIRST> {
         // (the slot probed for it).
         let t2 = va >> 21;
         let k2 = self.psc_index(PSC_PDE, va);
-        let w2 = if self.psc_cur[PSC_AT[PSC_PDE] + k2] == t2 {
+        // The PDPTE and PML4 caches' offsets in `upper`, which starts at
+        // the PDPTE cache.
+        let k3 = self.psc_index(PSC_PDPTE, va);
+        let k4 = self.psc_index(PSC_PML4, va) + PSC_AT[PSC_PML4] - PSC_AT[PSC_PDPTE];
+        // The PDE cache's slot held as one reference (instead of the
+        // box and the index) across the upper levels' reads (it cannot
+        // fail: the index is below the cache's largest size).
+        let (pde, upper) = self.psc_cur.split_at_mut(PSC_AT[PSC_PDPTE]);
+        let s2: &mut [u64; 2] = (&mut pde[k2..k2 + 2]).try_into().ok()?;
+        let w2 = if s2[0] == t2 {
             self.stats.psc.pde_hits += 1;
-            self.psc_cur[PSC_AT[PSC_PDE] + k2 + 1]
+            s2[1]
         } else {
             let t3 = va >> 30;
-            let k3 = self.psc_index(PSC_PDPTE, va);
-            let w3 = if self.psc_cur[PSC_AT[PSC_PDPTE] + k3] == t3 {
+            let w3 = if upper[k3] == t3 {
                 self.stats.psc.pdpte_hits += 1;
-                self.psc_cur[PSC_AT[PSC_PDPTE] + k3 + 1]
+                upper[k3 + 1]
             } else {
                 let t4 = va >> 39;
-                let k4 = self.psc_index(PSC_PML4, va);
-                let w4 = if self.psc_cur[PSC_AT[PSC_PML4] + k4] == t4 {
+                let w4 = if upper[k4] == t4 {
                     self.stats.psc.pml4_hits += 1;
-                    self.psc_cur[PSC_AT[PSC_PML4] + k4 + 1]
+                    upper[k4 + 1]
                 } else {
                     let e4 = quick_entry(mem, cr3 & ADDR_MASK, va, Level::Pml4, must4)?;
                     let w = psc_word(cr3, e4);
-                    self.psc_cur[PSC_AT[PSC_PML4] + k4] = t4 | self.psc_poison[PSC_PML4];
-                    self.psc_cur[PSC_AT[PSC_PML4] + k4 + 1] = w;
+                    upper[k4] = t4 | self.psc_poison[PSC_PML4];
+                    upper[k4 + 1] = w;
                     self.stats.psc.pml4_fills += 1;
                     w
                 };
@@ -1849,8 +1856,8 @@ impl<const FIRST: usize> Mmu<FIRST> {
                 }
                 quick_ok(e3, must)?;
                 let w = psc_word(w4, e3);
-                self.psc_cur[PSC_AT[PSC_PDPTE] + k3] = t3 | self.psc_poison[PSC_PDPTE];
-                self.psc_cur[PSC_AT[PSC_PDPTE] + k3 + 1] = w;
+                upper[k3] = t3 | self.psc_poison[PSC_PDPTE];
+                upper[k3 + 1] = w;
                 self.stats.psc.pdpte_fills += 1;
                 w
             };
@@ -1861,8 +1868,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
             }
             quick_ok(e2, must)?;
             let w = psc_word(w3, e2);
-            self.psc_cur[PSC_AT[PSC_PDE] + k2] = t2 | self.psc_poison[PSC_PDE];
-            self.psc_cur[PSC_AT[PSC_PDE] + k2 + 1] = w;
+            *s2 = [t2 | self.psc_poison[PSC_PDE], w];
             self.stats.psc.pde_fills += 1;
             w
         };
