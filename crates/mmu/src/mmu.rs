@@ -913,10 +913,11 @@ pub struct Mmu<const FIRST: usize = L1_SLOTS> {
     /// else 0: the fill's masks for those bits.
     nx_mask: u64,
     g_mask: u64,
-    /// CR0.PG and EFER.LMA both set (4-level paging in IA-32e mode): the
-    /// miss path's one test of the mode, kept by `set_policy`, which every
+    /// 0 when CR0.PG and EFER.LMA are both set (4-level paging in IA-32e
+    /// mode), else 1: ORed into the miss path's canonical test, so that
+    /// one test and branch decide both; kept by `set_policy`, which every
     /// register write calls.
-    long_paging: bool,
+    not_long_paging: u64,
     /// The current context's paging-structure caches: per cache (PDE,
     /// PDPTE, PML4), from [`PSC_AT`], each slot's tag (the address bits
     /// above the level's entry, or [`NO_PSC`]) and word ([`psc_word`]) side
@@ -1041,7 +1042,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
             quick_must: P_A,
             nx_mask: 0,
             g_mask: 0,
-            long_paging: false,
+            not_long_paging: 1,
             policy: Policy { wp: false, nxe: false, smep: false, pke: false, pkru: 0 },
             psc_cur: {
                 let mut cur: Box<[u64; PSC_CUR]> =
@@ -1079,7 +1080,8 @@ impl<const FIRST: usize> Mmu<FIRST> {
     /// Recomputes the policy and the fill tables from the registers.
     fn set_policy(&mut self) {
         self.policy = policy_of(&self.regs);
-        self.long_paging = self.regs.paging() && self.regs.efer & EFER_LMA != 0;
+        let long_paging = self.regs.paging() && self.regs.efer & EFER_LMA != 0;
+        self.not_long_paging = u64::from(!long_paging);
         // Functions of EFER.NXE and CR4.PGE alone, not of the mode.
         self.rsvd = pgtable::entry::cpu_reserved_mask(self.config.maxphyaddr, self.policy.nxe);
         self.quick_must = P_A | self.rsvd;
@@ -1330,10 +1332,10 @@ impl<const FIRST: usize> Mmu<FIRST> {
             return self.slow_page(mem, va, access);
         }
         // Paging off or outside IA-32e mode, or a non-canonical address
-        // (bits 63:47 not all equal: sign-extending bit 47 changes it), in
-        // one branch.
-        let canonical = ((va << 16) as i64 >> 16) as u64 == va;
-        if !(self.long_paging & canonical) || self.victims_hold(page) {
+        // (bits 63:47 not all equal: adding 2^47 carries out of them or
+        // leaves one set), in one test and branch.
+        let outside = (va.wrapping_add(1 << 47) >> 48) | self.not_long_paging;
+        if outside != 0 || self.victims_hold(page) {
             return self.slow_page(mem, va, access);
         }
         if self.psc_on {
@@ -1942,8 +1944,10 @@ impl<const FIRST: usize> Mmu<FIRST> {
         }
         debug_assert_eq!(i, self.hot_base + ((page >> 12) as usize & self.mask));
         let old = self.meta[i].page;
+        // The first level's box, loaded once for the eviction and the put.
+        let l1 = &mut *self.l1;
         if old != INVALID_TAG && (other || old != page) {
-            let v = &mut self.l1.victims;
+            let v = &mut l1.victims;
             // `next` counts evictions; 256 is a multiple of VICTIMS, so
             // it wraps in step with the slots.
             let k = usize::from(v.next) % VICTIMS;
@@ -1954,11 +1958,11 @@ impl<const FIRST: usize> Mmu<FIRST> {
             // FIRST main slots, `old` and `page` share a first-level
             // slot too, and the `put` below overwrites it.
             if self.mask < FIRST - 1 {
-                self.l1.forget(old);
+                l1.forget(old);
             }
         }
         self.meta[i] = e;
-        self.l1.put(page, e.frame, bits);
+        l1.put(page, e.frame, bits);
         if !quick && size_mask > PAGE_SIZE - 1 {
             self.track_large(page, size_mask);
         }
