@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{contenders, hardware, tables};
+use common::{Loop, contenders, hardware, tables};
 use criterion::{Criterion, criterion_group, criterion_main};
 use pgtable::PageSize;
 use ptemu_benches::{random_addresses, sequential_addresses};
@@ -31,7 +31,7 @@ fn bench_translate(c: &mut Criterion) {
     ] {
         let mut t = tables(size);
         let mut g = c.benchmark_group(name);
-        contenders(&mut g, &mut t, &random);
+        contenders(&mut g, &mut t, &random, Loop::Iter);
         if size == PageSize::Size4K {
             hardware(&mut g, &random);
         }
@@ -40,7 +40,7 @@ fn bench_translate(c: &mut Criterion) {
     let seq = sequential_addresses(ADDRS, 4096);
     let mut t = tables(PageSize::Size4K);
     let mut g = c.benchmark_group("translate_4k_sequential");
-    contenders(&mut g, &mut t, &seq);
+    contenders(&mut g, &mut t, &seq, Loop::Iter);
     g.finish();
 }
 

@@ -7,6 +7,7 @@ use pgtable::{
     Access, BumpFrames, CpuState, FrameMem, PageSize, Pfn, PhysAddr, VirtAddr, lookup, translate,
 };
 use ptemu_benches::{TABLE_FRAMES_4K, build_translate_tables};
+use std::time::{Duration, Instant};
 use x86_64::structures::paging::{OffsetPageTable, PageTable, Translate};
 
 /// Tables of one page size over the benchmarked 1 GiB range.
@@ -41,31 +42,77 @@ fn x86_view(mem: &mut FrameMem, root: PhysAddr) -> OffsetPageTable<'_> {
     unsafe { OffsetPageTable::new(&mut *l4, offset) }
 }
 
-/// `ptemu`, `ptemu_walk` and `x86_64` translating `addrs` in turn.
-pub fn contenders(g: &mut BenchmarkGroup<'_, WallTime>, t: &mut Tables, addrs: &[VirtAddr]) {
+/// How [`contenders`] times its functions.
+// Each bench that includes this module uses one of the two.
+#[allow(dead_code)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Loop {
+    /// criterion's `iter`: one call of the closure per translation, the
+    /// index kept in the closure's environment across calls, each result
+    /// passed to `black_box` (the `translate` bench's shape).
+    Iter,
+    /// The `mmu` bench's shape (its `run`): `iter_custom` over one tight
+    /// loop of N translations, the index in a register, each physical
+    /// address folded into a sum passed to `black_box` once per run.
+    Tight,
+}
+
+/// `iters` calls of `f` on `addrs[k & mask]` in one tight loop, timed as a
+/// whole, each result folded into a sum consumed once ([`Loop::Tight`]).
+fn tight<A: Copy>(addrs: &[A], iters: u64, mut f: impl FnMut(A) -> u64) -> Duration {
+    let mask = addrs.len() - 1;
+    let start = Instant::now();
+    let mut sum = 0u64;
+    for k in 0..iters as usize {
+        sum = sum.wrapping_add(f(addrs[k & mask]));
+    }
+    black_box(sum);
+    start.elapsed()
+}
+
+/// `ptemu`, `ptemu_walk` and `x86_64` translating `addrs` in turn, each
+/// timed with the loop `shape`.
+pub fn contenders(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    t: &mut Tables,
+    addrs: &[VirtAddr],
+    shape: Loop,
+) {
     let mask = addrs.len() - 1;
     let root = t.root;
     {
         let mem = &t.mem;
         let mut i = 0usize;
-        g.bench_function("ptemu", |b| {
-            b.iter(|| {
+        g.bench_function("ptemu", |b| match shape {
+            Loop::Iter => b.iter(|| {
                 let va = addrs[i & mask];
                 i = i.wrapping_add(1);
                 black_box(lookup(mem, root, va).ok().flatten().map(|l| l.pa(va)))
-            })
+            }),
+            Loop::Tight => b.iter_custom(|iters| {
+                tight(addrs, iters, |va| match lookup(mem, root, va) {
+                    Ok(Some(l)) => l.pa(va).as_u64(),
+                    _ => u64::MAX,
+                })
+            }),
         });
     }
     {
         let cpu = CpuState::default();
         let mem = &mut t.mem;
         let mut i = 0usize;
-        g.bench_function("ptemu_walk", |b| {
-            b.iter(|| {
+        g.bench_function("ptemu_walk", |b| match shape {
+            Loop::Iter => b.iter(|| {
                 let va = addrs[i & mask];
                 i = i.wrapping_add(1);
                 black_box(translate(mem, root, va, Access::Read, &cpu).ok().map(|t| t.pa))
-            })
+            }),
+            Loop::Tight => b.iter_custom(|iters| {
+                tight(addrs, iters, |va| match translate(mem, root, va, Access::Read, &cpu) {
+                    Ok(t) => t.pa.as_u64(),
+                    Err(_) => u64::MAX,
+                })
+            }),
         });
     }
     {
@@ -73,12 +120,15 @@ pub fn contenders(g: &mut BenchmarkGroup<'_, WallTime>, t: &mut Tables, addrs: &
             addrs.iter().map(|v| x86_64::VirtAddr::new(v.as_u64())).collect();
         let pt = x86_view(&mut t.mem, root);
         let mut i = 0usize;
-        g.bench_function("x86_64", |b| {
-            b.iter(|| {
+        g.bench_function("x86_64", |b| match shape {
+            Loop::Iter => b.iter(|| {
                 let va = theirs[i & mask];
                 i = i.wrapping_add(1);
                 black_box(pt.translate_addr(va))
-            })
+            }),
+            Loop::Tight => b.iter_custom(|iters| {
+                tight(&theirs, iters, |va| pt.translate_addr(va).map_or(u64::MAX, |pa| pa.as_u64()))
+            }),
         });
     }
 }
