@@ -86,7 +86,9 @@
 //! would or setting A/D below it by compare-exchange, as a CPU does: a
 //! guest that freed a page table without invalidating sees A and D set in
 //! whatever the frame now holds. Without a cached entry the slow path is
-//! pgtable's walk from CR3.
+//! pgtable's walk from CR3. With [`StalePolicy::Rewalk`], a walk from a
+//! cached entry that faults drops the entries it used and walks again
+//! from CR3, so that policy raises no #PF the tables in memory would not.
 //!
 //! Invalidation (SDM 4.10.4.1): INVLPG empties the current PCID's caches
 //! whatever the address; INVPCID types 0 and 1 empty the named PCID's
@@ -167,7 +169,9 @@ pub enum StalePolicy {
     /// without invalidating sees the one spurious #PF the SDM allows.
     #[default]
     Faithful,
-    /// Walk again before faulting (QEMU's behaviour): never a spurious #PF.
+    /// Walk again before faulting (QEMU's behaviour): never a spurious #PF,
+    /// from a TLB entry or from a paging-structure-cache entry (a walk
+    /// that faults from a cached upper-level entry is retried from CR3).
     /// Also architecturally allowed, since a CPU may drop any entry.
     Rewalk,
 }
@@ -1528,7 +1532,16 @@ impl<const FIRST: usize> Mmu<FIRST> {
         let cpu = self.cpu;
         let cr3 = PhysAddr::new_truncate(self.regs.cr3 & pgtable::entry::ADDR_MASK);
         let r = match self.psc_lookup(vaddr.as_u64()) {
-            Some((w, first)) => self.walk_from_psc(mem, vaddr, access, w, first),
+            Some((w, first)) => match self.walk_from_psc(mem, vaddr, access, w, first) {
+                // StalePolicy::Rewalk promises no #PF the tables in memory
+                // would not raise: a walk from a cached entry that faults
+                // drops the entries it used and walks again from CR3.
+                Err(Error::PageFault(_)) if self.config.stale == StalePolicy::Rewalk => {
+                    self.psc_forget(vaddr.as_u64());
+                    walk(mem, cr3, vaddr, access, &cpu).map_err(Error::from)
+                }
+                r => r,
+            },
             None => walk(mem, cr3, vaddr, access, &cpu).map_err(Error::from),
         };
         match r {

@@ -385,6 +385,38 @@ fn a_page_fault_ends_the_cached_entries_for_its_address() {
     }
 }
 
+/// A PDE pointed, without invalidation, from the page table the PDE
+/// cache holds (where `VA + 0x1000` is not present) to another page table
+/// where it is: the cached entry makes the walk fault, memory would not.
+fn stale_pde_hiding_a_present_page(config: Config) -> Fix {
+    let mut f = fix(config);
+    let other = VA + (2 << 20);
+    f.map(VA, 0x30, PageSize::Size4K, P | RW);
+    f.map(other + 0x1000, 0x41, PageSize::Size4K, P | RW);
+    // Both paths walked once (A set everywhere), then VA's PDE cached.
+    assert_eq!(f.tr(other + 0x1000, Access::Read), Ok(0x41000));
+    f.mmu.write_cr3(f.cr3.as_u64()).unwrap();
+    assert_eq!(f.tr(VA, Access::Read), Ok(0x30000));
+    let pde = f.mem.read_u64(upper_pa(&f, other, 2)).unwrap();
+    f.mem.write_u64(upper_pa(&f, VA, 2), pde).unwrap();
+    f
+}
+
+#[test]
+fn a_stale_cached_entry_faults_once_faithfully_and_never_with_rewalk() {
+    // Faithful: the walk from the cached PDE faults (a spurious #PF, as a
+    // CPU may raise), and that #PF drops the entry: the retry succeeds.
+    let mut f = stale_pde_hiding_a_present_page(Config::default());
+    not_present(f.tr(VA + 0x1000, Access::Read), VA + 0x1000);
+    assert_eq!(f.tr(VA + 0x1000, Access::Read), Ok(0x41000));
+    // Rewalk: no spurious #PF; the walk from CR3 answers at once.
+    let mut f =
+        stale_pde_hiding_a_present_page(Config { stale: StalePolicy::Rewalk, ..Config::default() });
+    assert_eq!(f.tr(VA + 0x1000, Access::Read), Ok(0x41000));
+    assert_eq!(f.mmu.stats().faults, 0);
+    assert_eq!(f.mmu.psc_entry(PscLevel::Pde, VA), None, "the stale entry was dropped");
+}
+
 #[test]
 fn without_paging_structure_caches_the_edit_is_seen_at_once() {
     for level in [2, 3, 4] {
