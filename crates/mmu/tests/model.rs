@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, RngAlgorithm, TestError, TestRng, TestRunner};
 use ptemu_mmu::pgtable::{self, CpuState, FrameMem, PhysMem};
-use ptemu_mmu::{Access, Bug, Config, Error, Invpcid, Mmu, Regs, regs::*};
+use ptemu_mmu::{Access, Bug, Config, Error, Invpcid, Mmu, Regs, StalePolicy, regs::*};
 
 const MAXPHY: u8 = 46;
 /// Table frames: 1 PML4, 2 PDPTs, 4 PDs, 8 PTs.
@@ -460,10 +460,20 @@ struct World<const F: usize> {
     psc: Vec<PscVal>,
     slots: Vec<Slot>,
     tally: Tally,
+    /// The MMU runs with [`StalePolicy::Rewalk`]: a #PF it raises must be
+    /// the fresh walk's.
+    rewalk: bool,
 }
 
 impl<const F: usize> World<F> {
-    fn new(init: &[Bits], pcide: bool, pge: bool, entries: usize, psc: [usize; 3]) -> Self {
+    fn new(
+        init: &[Bits],
+        pcide: bool,
+        pge: bool,
+        entries: usize,
+        psc: [usize; 3],
+        stale: StalePolicy,
+    ) -> Self {
         let slots = slots();
         let mut mem = FrameMem::new(FRAMES);
         for (s, b) in slots.iter().zip(init) {
@@ -483,11 +493,20 @@ impl<const F: usize> World<F> {
             pml4_cache: psc[0],
             pdpte_cache: psc[1],
             pde_cache: psc[2],
-            ..Config::default()
+            stale,
         };
         let mut mmu = Mmu::<F>::with_first_level(config).unwrap();
         mmu.set_regs(regs).unwrap();
-        Self { mem, mmu, regs, cached: Vec::new(), psc: Vec::new(), slots, tally: Tally::default() }
+        Self {
+            mem,
+            mmu,
+            regs,
+            cached: Vec::new(),
+            psc: Vec::new(),
+            slots,
+            tally: Tally::default(),
+            rewalk: stale == StalePolicy::Rewalk,
+        }
     }
 
     /// The entry the model caches from a completed walk of `va`.
@@ -833,6 +852,15 @@ impl<const F: usize> World<F> {
                 self.psc,
             ));
         }
+        // Rewalk: no #PF the tables in memory would not raise (the fresh
+        // walk is the first candidate), whatever the caches held.
+        if self.rewalk && matches!(got_o, Outcome::Pf { .. }) && got_o != fresh.outcome {
+            return Err(format!(
+                "access {va:#x} {access:?} with StalePolicy::Rewalk: MMU raised {got_o:?}, \
+                 the tables in memory give {:?}",
+                fresh.outcome
+            ));
+        }
         if matching.iter().all(|c| c.from != 1) {
             self.tally.stale_answers += 1;
             if matching.iter().all(|c| c.from >= 2) {
@@ -1105,7 +1133,17 @@ fn run_case<const F: usize>(
     entries: usize,
     psc: [usize; 3],
 ) -> Result<(), TestCaseError> {
-    let mut w = World::<F>::new(&case.init, case.pcide, case.pge, entries, psc);
+    run_case_with::<F>(case, bug, entries, psc, StalePolicy::Faithful)
+}
+
+fn run_case_with<const F: usize>(
+    case: &Case,
+    bug: Bug,
+    entries: usize,
+    psc: [usize; 3],
+    stale: StalePolicy,
+) -> Result<(), TestCaseError> {
+    let mut w = World::<F>::new(&case.init, case.pcide, case.pge, entries, psc, stale);
     w.mmu.inject(bug);
     for (k, op) in case.ops.iter().enumerate() {
         w.step(op).map_err(|e| TestCaseError::fail(format!("step {k} {op:?}: {e}")))?;
@@ -1177,6 +1215,17 @@ const SHAPES: [(&str, Run); 3] = [
         run_case::<8>(c, b, 1024, [512, 4096, 4096])
     }),
 ];
+
+/// With [`StalePolicy::Rewalk`] the same model holds, and no access raises
+/// a #PF that a walk of the tables in memory would not (QEMU's
+/// behaviour): neither from a stale TLB entry nor from a stale
+/// paging-structure-cache entry.
+#[test]
+fn rewalk_raises_no_fault_the_tables_would_not() {
+    model("256-slot first level, 8-slot main tables, default PSCs, Rewalk", |c, b| {
+        run_case_with::<256>(c, b, 8, [4, 4, 32], StalePolicy::Rewalk)
+    });
+}
 
 #[test]
 fn tlb_matches_the_sdm_model() {
