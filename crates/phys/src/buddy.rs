@@ -387,7 +387,7 @@ impl FrameAllocator {
     /// An order-0 [`Self::alloc`].
     fn alloc_frame(&mut self, pages: &mut PageDescs) -> Result<Pfn, PhysError> {
         self.check_descs(pages)?;
-        self.alloc_single(pages)
+        self.alloc_single(pages).map(|(pfn, _)| pfn)
     }
 
     /// [`Self::alloc`] of a block above order 0.
@@ -415,12 +415,7 @@ impl FrameAllocator {
     /// below that frame was free). The fault paths prefetch that frame.
     pub fn alloc_one(&mut self, pages: &mut PageDescs) -> Result<(Pfn, Option<Pfn>), PhysError> {
         self.check_descs(pages)?;
-        let Some((pfn, taken)) = self.lowest_fitting(0) else {
-            return Err(PhysError::OutOfMemory { order: 0 });
-        };
-        self.take(pfn, taken, 0);
-        // `check_descs` made sure the descriptors cover every frame.
-        *pages.get_mut(Pfn(pfn))? = PageDesc { refcount: 1, ..PageDesc::default() };
+        let (Pfn(pfn), taken) = self.alloc_single(pages)?;
         let next = if taken > 0 {
             // The split put the order-0 buddy of `pfn`, `pfn + 1`, back
             // on the free lists, and every free frame lies above `pfn`.
@@ -436,15 +431,17 @@ impl FrameAllocator {
         Ok((Pfn(pfn), next.map(Pfn)))
     }
 
-    /// An order-0 [`Self::alloc`] for descriptors `check_descs` accepted.
+    /// An order-0 [`Self::alloc`] for descriptors `check_descs` accepted:
+    /// the frame and the order of the free block it was taken from.
     #[inline(always)]
-    fn alloc_single(&mut self, pages: &mut PageDescs) -> Result<Pfn, PhysError> {
+    fn alloc_single(&mut self, pages: &mut PageDescs) -> Result<(Pfn, u32), PhysError> {
         let Some((pfn, taken)) = self.lowest_fitting(0) else {
             return Err(PhysError::OutOfMemory { order: 0 });
         };
         self.take(pfn, taken, 0);
+        // `check_descs` made sure the descriptors cover every frame.
         *pages.get_mut(Pfn(pfn))? = PageDesc { refcount: 1, ..PageDesc::default() };
-        Ok(Pfn(pfn))
+        Ok((Pfn(pfn), taken))
     }
 
     /// Takes the free block of order `taken` at `pfn` for an allocation of

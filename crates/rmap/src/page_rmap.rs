@@ -92,12 +92,20 @@ impl Rmap {
         address: u64,
     ) -> Result<(), RmapError> {
         self.set_anon_rmap(page, vma, address, true)?;
+        self.new_anon_mapped(page);
+        Ok(())
+    }
+
+    /// What page_add_new_anon_rmap sets besides mapping and index: the
+    /// first mapping, PG_swapbacked, and PG_anon_exclusive in eras that
+    /// have it.
+    #[inline(always)]
+    fn new_anon_mapped(&self, page: &mut PageDesc) {
         page.mapcount = 1;
         page.flags |= PageFlags::SWAPBACKED;
         if self.semantics().anon_exclusive {
             page.flags |= PageFlags::ANON_EXCLUSIVE;
         }
-        Ok(())
     }
 
     /// What page_add_new_anon_rmap reads of `vma`'s record, taken once by
@@ -137,11 +145,7 @@ impl Rmap {
         };
         page.mapping = t.own.to_mapping();
         page.index = index;
-        page.mapcount = 1;
-        page.flags |= PageFlags::SWAPBACKED;
-        if self.semantics().anon_exclusive {
-            page.flags |= PageFlags::ANON_EXCLUSIVE;
-        }
+        self.new_anon_mapped(page);
         Ok(())
     }
 

@@ -163,25 +163,12 @@ impl Swap {
         pages: &mut PageDescs,
     ) -> Result<SwpEntry, SwapError> {
         let entry = self.page_swap_entry(pfn, pages)?;
-        self.delete_entry(pfn, entry, pages)?;
-        Ok(entry)
-    }
-
-    /// `__delete_from_swap_cache` for an `entry` that `page_swap_entry`
-    /// just returned for `pfn` (nothing changed since): the callers that
-    /// have checked it already do not check it again.
-    fn delete_entry(
-        &mut self,
-        pfn: Pfn,
-        entry: SwpEntry,
-        pages: &mut PageDescs,
-    ) -> Result<(), SwapError> {
         let desc = pages.get_mut(pfn)?;
         desc.flags.remove(PageFlags::SWAPCACHE);
         desc.private = 0;
         self.device_mut(entry.swap_type())?.set_cached(entry.offset(), None);
         self.cached -= 1;
-        Ok(())
+        Ok(entry)
     }
 
     /// `delete_from_swap_cache`: takes `pfn` out of the cache, drops the
@@ -207,10 +194,7 @@ impl Swap {
         // Fail on a bad frame before a slot is taken.
         pages.get(pfn)?;
         // get_swap_page, then add_to_swap_cache on the device it chose.
-        let Some(dev) = self.devices.iter_mut().flatten().find(|d| d.free_slots() > 0) else {
-            return Err(SwapError::SwapFull);
-        };
-        let entry = SwpEntry::for_slot(dev.swap_type(), dev.swap_map_mut().alloc()?);
+        let (entry, dev) = crate::swapfile::alloc_slot(&mut self.devices)?;
         if let Err(e) = cache_insert(dev, entry, pfn, pages) {
             dev.swap_map_mut().put_cache(entry.offset())?;
             return Err(e);

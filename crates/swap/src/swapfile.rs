@@ -97,15 +97,9 @@ impl Swap {
     /// device first, which lowest type first reproduces when types are
     /// given in swapon order.
     pub fn get_swap_page(&mut self) -> Result<SwpEntry, SwapError> {
-        for dev in self.devices.iter_mut().flatten() {
-            if dev.free_slots() > 0 {
-                let t = dev.swap_type();
-                let offset = dev.swap_map_mut().alloc()?;
-                self.nr_swap_pages -= 1;
-                return Ok(SwpEntry::for_slot(t, offset));
-            }
-        }
-        Err(SwapError::SwapFull)
+        let (entry, _) = alloc_slot(&mut self.devices)?;
+        self.nr_swap_pages -= 1;
+        Ok(entry)
     }
 
     /// Allocates the lowest free slot of one device, with SWAP_HAS_CACHE
@@ -218,4 +212,18 @@ impl Swap {
     pub fn vm_swap_full(&self) -> bool {
         self.nr_swap_pages * 2 < self.total_swap_pages
     }
+}
+
+/// get_swap_page's choice: the lowest free slot (SWAP_HAS_CACHE set) of
+/// the first device with one, and that device, for a caller that goes on
+/// with it (add_to_swap's cache insertion). The caller counts the slot
+/// out of `nr_swap_pages`.
+pub(crate) fn alloc_slot(
+    devices: &mut [Option<SwapDevice>],
+) -> Result<(SwpEntry, &mut SwapDevice), SwapError> {
+    let Some(dev) = devices.iter_mut().flatten().find(|d| d.free_slots() > 0) else {
+        return Err(SwapError::SwapFull);
+    };
+    let entry = SwpEntry::for_slot(dev.swap_type(), dev.swap_map_mut().alloc()?);
+    Ok((entry, dev))
 }
