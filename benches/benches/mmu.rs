@@ -39,12 +39,12 @@
 
 mod common;
 
-use common::{Loop, contenders, hardware, tables};
-use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use common::{Loop, contenders, hardware, tables, tight};
+use criterion::{Criterion, criterion_group, criterion_main};
 use mmu::{Access, Config, Mmu, Regs};
 use pgtable::{FrameMem, PageSize, VirtAddr};
 use ptemu_benches::{BENCH_VA, random_addresses};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Addresses per stream: 2^20.
 const ADDRS: usize = 1 << 20;
@@ -67,18 +67,10 @@ fn mmu_with(root: u64, config: Config) -> Mmu {
 /// timed run of N loads), each translation's address folded into the sum
 /// that is consumed once at the end (see the module docs).
 fn run(mmu: &mut Mmu, mem: &mut FrameMem, addrs: &[u64], iters: u64) -> Duration {
-    let mask = addrs.len() - 1;
-    let start = Instant::now();
-    let mut sum = 0u64;
-    for k in 0..iters as usize {
-        let pa = match mmu.translate(mem, addrs[k & mask], Access::Read) {
-            Ok(pa) => pa.as_u64(),
-            Err(_) => u64::MAX,
-        };
-        sum = sum.wrapping_add(pa);
-    }
-    black_box(sum);
-    start.elapsed()
+    tight(addrs, iters, |va| match mmu.translate(mem, va, Access::Read) {
+        Ok(pa) => pa.as_u64(),
+        Err(_) => u64::MAX,
+    })
 }
 
 fn bench_mmu(c: &mut Criterion) {

@@ -59,7 +59,8 @@ pub enum Loop {
 
 /// `iters` calls of `f` on `addrs[k & mask]` in one tight loop, timed as a
 /// whole, each result folded into a sum consumed once ([`Loop::Tight`]).
-fn tight<A: Copy>(addrs: &[A], iters: u64, mut f: impl FnMut(A) -> u64) -> Duration {
+#[inline(always)]
+pub fn tight<A: Copy>(addrs: &[A], iters: u64, mut f: impl FnMut(A) -> u64) -> Duration {
     let mask = addrs.len() - 1;
     let start = Instant::now();
     let mut sum = 0u64;
