@@ -5,7 +5,9 @@
 //!
 //! `mm_profile write|cow|swap [PAGES [ROUNDS]]` (20000 pages, one round by
 //! default; each round a new process); prints the
-//! thread CPU time per page of the measured part. For instance
+//! thread CPU time per page of the measured part (and with
+//! `MM_PROFILE_PARTS=k`, in swap mode, that of each k-th of every round
+//! first, on one line per round). For instance
 //! `MM_PROFILE_CLOCK=wall valgrind --tool=callgrind
 //! --toggle-collect='*Machine>::write' target/release/examples/mm_profile write`
 //! (the swap mode's reclaim is `reclaim_into`, so its toggle is
@@ -58,6 +60,11 @@ fn main() {
             done(m.write(pid, V + i * 4096 + off, v).expect("write"));
         }
     };
+    // MM_PROFILE_PARTS=k: the swap mode also prints the time per page of
+    // each k-th part of every round (which part of a round costs what).
+    let parts: u64 =
+        std::env::var("MM_PROFILE_PARTS").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let part = if parts > 0 { pages.div_ceil(parts).max(1) } else { 0 };
     let mut timed = std::time::Duration::ZERO;
     for _ in 0..rounds {
         let p = m.spawn().expect("spawn");
@@ -81,13 +88,24 @@ fn main() {
                 touch(&mut m, p, 1);
                 let mut out = Vec::with_capacity(1);
                 let t = cpu();
+                let mut part_start = t;
                 for i in 0..pages {
+                    if part > 0 && i > 0 && i % part == 0 {
+                        let now = cpu();
+                        eprint!("{} ", (now - part_start).as_nanos() / u128::from(part));
+                        part_start = now;
+                    }
                     let va = V + i * 4096;
                     out.clear();
                     done(m.reclaim_into(p, va, 4096, false, &mut out).expect("reclaim"));
                     done(m.read(p, va).expect("swap in"));
                 }
-                cpu() - t
+                let end = cpu();
+                if part > 0 {
+                    let last = pages - (pages - 1) / part * part;
+                    eprintln!("{}", (end - part_start).as_nanos() / u128::from(last));
+                }
+                end - t
             }
             other => panic!("unknown mode {other}"),
         };
