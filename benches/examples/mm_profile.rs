@@ -101,8 +101,8 @@ fn main() {
                     done(m.read(p, va).expect("swap in"));
                 }
                 let end = cpu();
-                if part > 0 {
-                    let last = pages - (pages - 1) / part * part;
+                if let Some(full) = (pages - 1).checked_div(part) {
+                    let last = pages - full * part;
                     eprintln!("{}", (end - part_start).as_nanos() / u128::from(last));
                 }
                 end - t
