@@ -314,8 +314,8 @@ impl PtemuRegs {
     }
 }
 
-impl From<&ptemu_mmu::Stats> for PtemuStats {
-    fn from(s: &ptemu_mmu::Stats) -> Self {
+impl From<ptemu_mmu::Stats> for PtemuStats {
+    fn from(s: ptemu_mmu::Stats) -> Self {
         let f = &s.flushes;
         Self {
             hits: s.hits,

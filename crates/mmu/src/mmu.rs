@@ -327,6 +327,27 @@ pub struct Stats {
     pub psc: PscStats,
 }
 
+/// The read-only walk's counts ([`Mmu::stats`] adds them in). Each walk
+/// increments `walks`, or `flat` without the paging-structure caches (it
+/// is a miss, and a fill unless counted in `unfilled`); with the caches,
+/// the common walk (from the PDPTE cache, filling the PDE cache)
+/// increments nothing else, one from the PDE cache `pde_hits`, and every
+/// other walk `other`, counting its cache hits and fills in [`Stats`].
+#[derive(Clone, Copy, Debug, Default)]
+struct QuickCounts {
+    /// Read-only walks (misses) with the paging-structure caches.
+    walks: u64,
+    /// Read-only walks (misses) without them.
+    flat: u64,
+    /// Walks that did not end in a fill from the read-only walk (they
+    /// went on to the full walk, which counts its own fill).
+    unfilled: u64,
+    /// Common walks the PDE cache answered (PDE-cache hits).
+    pde_hits: u64,
+    /// Walks other than the common ones.
+    other: u64,
+}
+
 /// What the paging-structure caches did (SDM 4.10.3). A miss of the TLB
 /// probes the PDE cache, then the PDPTE cache, then the PML4 cache; the
 /// first hit decides where the walk starts, and a miss of all three walks
@@ -882,6 +903,10 @@ pub struct Mmu<const FIRST: usize = L1_SLOTS> {
     /// check).
     l1: Box<L1<FIRST>>,
     stats: Stats,
+    /// The read-only walk's counts, from which [`Self::stats`] derives the
+    /// misses, fills and paging-structure-cache counts of the walks it
+    /// answers: a common miss increments one counter instead of four.
+    quick: QuickCounts,
 
     /// Every other (context, mode)'s first level, `None` until the set is
     /// first used; the current set's place is `None` while its table is
@@ -1033,6 +1058,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
         Ok(Self {
             l1: L1::empty(),
             stats: Stats::default(),
+            quick: QuickCounts::default(),
             l1s: vec![None; sets],
             hot_set: 0,
             hot_base: 0,
@@ -1151,13 +1177,29 @@ impl<const FIRST: usize> Mmu<FIRST> {
     }
 
     /// The counters.
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    ///
+    /// Returned by value: the counts of the common miss are kept in a
+    /// form that costs the miss less to update (one increment instead of
+    /// four) and are added in here.
+    pub fn stats(&self) -> Stats {
+        let q = &self.quick;
+        let mut s = self.stats;
+        s.misses += q.walks + q.flat;
+        s.fills += q.walks + q.flat - q.unfilled;
+        // The read-only walks through the PDPTE cache that filled the
+        // PDE cache: every walk but those counted elsewhere and those the
+        // PDE cache answered.
+        let common = q.walks - q.other - q.pde_hits;
+        s.psc.pde_hits += q.pde_hits;
+        s.psc.pdpte_hits += common;
+        s.psc.pde_fills += common;
+        s
     }
 
     /// Zeroes the counters.
     pub fn reset_stats(&mut self) {
         self.stats = Stats::default();
+        self.quick = QuickCounts::default();
     }
 
     /// The mode accesses are currently made in.
@@ -1373,7 +1415,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
         // One entry per page and set: the victim filter let through no
         // page the victims hold.
         debug_assert!(self.probe_victims(self.hot_set, va & PAGE_MASK).is_none());
-        self.stats.misses += 1;
+        // The miss is counted by the read-only walk (`QuickCounts::walks`).
         if let Some((e, bits)) = self.quick_walk::<M, PSC>(mem, va) {
             if bits >> (access as u32) & 1 != 0 {
                 let pa = e.frame | (va & !PAGE_MASK);
@@ -1385,6 +1427,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
                 return Ok(PhysAddr::new_truncate(pa));
             }
         }
+        self.quick.unfilled += 1;
         self.slow_walk(mem, va, access)
     }
 
@@ -1493,7 +1536,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
                 Decision::Deny(_) | Decision::NeedsDirty => {}
             }
         }
-        self.stats.misses += 1;
+        // The miss is counted by the read-only walk (`QuickCounts::walks`).
         let stale_victim = match found {
             Some((true, j)) => Some(j),
             _ => None,
@@ -1513,6 +1556,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
                 return Ok(PhysAddr::new_truncate(pa));
             }
         }
+        self.quick.unfilled += 1;
         self.full_walk(mem, vaddr, access, stale_victim)
     }
 
@@ -1805,7 +1849,6 @@ impl<const FIRST: usize> Mmu<FIRST> {
         // The four levels written out, so that each step's level (its
         // index shift and reserved bits) is a constant, as in pgtable's
         // walk; a PML4E is never a leaf.
-        let cr3 = (self.regs.cr3 & ADDR_MASK) | RW_US;
         // A PML4E's PS is reserved; a PDPTE's or PDE's selects the check
         // (a table entry has no reserved bits of its level, a large page's
         // are those below its frame).
@@ -1813,6 +1856,8 @@ impl<const FIRST: usize> Mmu<FIRST> {
         const LARGE_1G: u64 = 0x3fff_e000;
         const LARGE_2M: u64 = 0x001f_e000;
         if !PSC {
+            self.quick.flat += 1;
+            let cr3 = (self.regs.cr3 & ADDR_MASK) | RW_US;
             // `all` ANDs the entries used (R/W, U/S), `any` ORs them (XD).
             let e4 = quick_entry(mem, cr3 & ADDR_MASK, va, Level::Pml4, must4)?;
             let e3 = quick_read(mem, e4 & ADDR_MASK, va, Level::Pdpt)?;
@@ -1837,6 +1882,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
         // table and the permissions combined, from the deepest cache that
         // holds the address or from CR3; each level read fills its cache
         // (the slot probed for it).
+        self.quick.walks += 1;
         let t2 = va >> 21;
         let k2 = self.psc_index(PSC_PDE, va);
         // The PDPTE and PML4 caches' offsets in `upper`, which starts at
@@ -1848,39 +1894,56 @@ impl<const FIRST: usize> Mmu<FIRST> {
         // fail: the index is below the cache's largest size).
         let (pde, upper) = self.psc_cur.split_at_mut(PSC_AT[PSC_PDPTE]);
         let s2: &mut [u64; 2] = (&mut pde[k2..k2 + 2]).try_into().ok()?;
+        let t3 = va >> 30;
         let w2 = if s2[0] == t2 {
-            self.stats.psc.pde_hits += 1;
+            self.quick.pde_hits += 1;
             s2[1]
+        } else if upper[k3] == t3 {
+            // The common walk (`QuickCounts`: its PDPTE-cache hit and its
+            // PDE-cache fill are derived from `walks`): one that ends
+            // otherwise counts itself as other here.
+            let w3 = upper[k3 + 1];
+            let Some(e2) = quick_read(mem, w3 & ADDR_MASK, va, Level::Pd) else {
+                self.quick_other_pdpte();
+                return None;
+            };
+            if e2 & PS != 0 {
+                self.quick_other_pdpte();
+                quick_ok(e2, must | LARGE_2M)?;
+                return Some(self.quick_leaf(va, w3 & e2, w3 | e2, e2, (1 << 21) - 1));
+            }
+            if quick_ok(e2, must).is_none() {
+                self.quick_other_pdpte();
+                return None;
+            }
+            let w = psc_word(w3, e2);
+            *s2 = [t2 | self.psc_poison[PSC_PDE], w];
+            w
         } else {
-            let t3 = va >> 30;
-            let w3 = if upper[k3] == t3 {
-                self.stats.psc.pdpte_hits += 1;
-                upper[k3 + 1]
+            self.quick.other += 1;
+            let cr3 = (self.regs.cr3 & ADDR_MASK) | RW_US;
+            let t4 = va >> 39;
+            let w4 = if upper[k4] == t4 {
+                self.stats.psc.pml4_hits += 1;
+                upper[k4 + 1]
             } else {
-                let t4 = va >> 39;
-                let w4 = if upper[k4] == t4 {
-                    self.stats.psc.pml4_hits += 1;
-                    upper[k4 + 1]
-                } else {
-                    let e4 = quick_entry(mem, cr3 & ADDR_MASK, va, Level::Pml4, must4)?;
-                    let w = psc_word(cr3, e4);
-                    upper[k4] = t4 | self.psc_poison[PSC_PML4];
-                    upper[k4 + 1] = w;
-                    self.stats.psc.pml4_fills += 1;
-                    w
-                };
-                let e3 = quick_read(mem, w4 & ADDR_MASK, va, Level::Pdpt)?;
-                if e3 & PS != 0 {
-                    quick_ok(e3, must | LARGE_1G)?;
-                    return Some(self.quick_leaf(va, w4 & e3, w4 | e3, e3, (1 << 30) - 1));
-                }
-                quick_ok(e3, must)?;
-                let w = psc_word(w4, e3);
-                upper[k3] = t3 | self.psc_poison[PSC_PDPTE];
-                upper[k3 + 1] = w;
-                self.stats.psc.pdpte_fills += 1;
+                let e4 = quick_entry(mem, cr3 & ADDR_MASK, va, Level::Pml4, must4)?;
+                let w = psc_word(cr3, e4);
+                upper[k4] = t4 | self.psc_poison[PSC_PML4];
+                upper[k4 + 1] = w;
+                self.stats.psc.pml4_fills += 1;
                 w
             };
+            let e3 = quick_read(mem, w4 & ADDR_MASK, va, Level::Pdpt)?;
+            if e3 & PS != 0 {
+                quick_ok(e3, must | LARGE_1G)?;
+                return Some(self.quick_leaf(va, w4 & e3, w4 | e3, e3, (1 << 30) - 1));
+            }
+            quick_ok(e3, must)?;
+            let w3 = psc_word(w4, e3);
+            upper[k3] = t3 | self.psc_poison[PSC_PDPTE];
+            upper[k3 + 1] = w3;
+            self.stats.psc.pdpte_fills += 1;
             let e2 = quick_read(mem, w3 & ADDR_MASK, va, Level::Pd)?;
             if e2 & PS != 0 {
                 quick_ok(e2, must | LARGE_2M)?;
@@ -1894,6 +1957,15 @@ impl<const FIRST: usize> Mmu<FIRST> {
         };
         let e1 = quick_entry(mem, w2 & ADDR_MASK, va, Level::Pt, must)?;
         Some(self.quick_leaf(va, w2 & e1, w2 | e1, e1, PAGE_SIZE - 1))
+    }
+
+    /// A read-only walk from the PDPTE cache that did not fill the PDE
+    /// cache (a 2 MiB page, or a PDE it leaves to the full walk): counted
+    /// as such rather than as a common walk.
+    #[inline(always)]
+    fn quick_other_pdpte(&mut self) {
+        self.quick.other += 1;
+        self.stats.psc.pdpte_hits += 1;
     }
 
     /// The read-only walk's result from the leaf `raw` (of a page of
@@ -1961,8 +2033,10 @@ impl<const FIRST: usize> Mmu<FIRST> {
             self.drop_victim(j);
         }
         debug_assert_eq!(i, self.hot_base + ((page >> 12) as usize & self.mask));
-        let old = self.meta[i].page;
-        // The first level's box, loaded once for the eviction and the put.
+        // The main slot and the first level's box, each loaded (and the
+        // slot's index checked) once for the eviction and the put.
+        let slot = &mut self.meta[i];
+        let old = slot.page;
         let l1 = &mut *self.l1;
         if old != INVALID_TAG && (other || old != page) {
             let v = &mut l1.victims;
@@ -1970,7 +2044,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
             // it wraps in step with the slots.
             let k = usize::from(v.next) % VICTIMS;
             v.next = v.next.wrapping_add(1);
-            v.meta[k] = self.meta[i];
+            v.meta[k] = *slot;
             v.key[k] = victim_key(old);
             // Out of the main table: no first-level copy. With at least
             // FIRST main slots, `old` and `page` share a first-level
@@ -1979,12 +2053,15 @@ impl<const FIRST: usize> Mmu<FIRST> {
                 l1.forget(old);
             }
         }
-        self.meta[i] = e;
+        *slot = e;
         l1.put(page, e.frame, bits);
         if !quick && size_mask > PAGE_SIZE - 1 {
             self.track_large(page, size_mask);
         }
-        self.stats.fills += 1;
+        // A fill from the read-only walk is counted by `QuickCounts`.
+        if !quick {
+            self.stats.fills += 1;
+        }
     }
 
     /// After a change of state that changes what entries allow without

@@ -323,7 +323,7 @@ impl<M: GuestMemoryBackend> fmt::Debug for MmuIommu<M> {
         let s = self.state();
         f.debug_struct("MmuIommu")
             .field("regs", s.mmu.regs())
-            .field("stats", s.mmu.stats())
+            .field("stats", &s.mmu.stats())
             .field("fault", &s.fault)
             .finish()
     }

@@ -5,7 +5,7 @@ use ptemu_mmu::pgtable::{
     new_root,
 };
 use ptemu_mmu::{
-    Access, Config, Error, Invpcid, Mmu, PscLevel, PscStats, Regs, StalePolicy, regs::*,
+    Access, Config, Error, Invpcid, Mmu, PscLevel, PscStats, Regs, StalePolicy, Stats, regs::*,
 };
 
 const P: EntryFlags = EntryFlags::PRESENT;
@@ -66,8 +66,89 @@ fn hit_after_fill_and_counters() {
     f.map(VA, 0x30, PageSize::Size4K, P | RW);
     assert_eq!(f.tr(VA + 8, Access::Read), Ok(0x30008));
     assert_eq!(f.tr(VA + 16, Access::Read), Ok(0x30010));
-    let s = *f.mmu.stats();
+    let s = f.mmu.stats();
     assert_eq!((s.hits, s.misses, s.fills), (1, 1, 1));
+}
+
+/// The counters each kind of miss moves, and nothing else: `Mmu::stats`
+/// derives the common miss's counts (a miss, a fill, a PDPTE-cache hit,
+/// a PDE-cache fill) from one counter, so every other path has to count
+/// itself apart from it.
+#[test]
+fn counters_of_each_kind_of_miss() {
+    let ad = EntryFlags::ACCESSED | EntryFlags::DIRTY;
+    for psc in [true, false] {
+        let config = if psc { Config::default() } else { Config::default().without_psc() };
+        let mut f = fix(config);
+        for k in 0..4 {
+            f.map(VA + (k << 12), 0x30 + k, PageSize::Size4K, P | RW | ad);
+        }
+        // A clean page (A set, D clear), a page in the next PDE, a 2 MiB
+        // page; the PDE after it is not present.
+        f.map(VA + (4 << 12), 0x34, PageSize::Size4K, P | RW | EntryFlags::ACCESSED);
+        f.map(VA + (1 << 21), 0x40, PageSize::Size4K, P | RW | ad);
+        f.map(VA + (2 << 21), 0x200, PageSize::Size2M, P | RW | ad);
+        // The first walk sets A in the table entries; MOV to CR3 then
+        // empties the TLB and the paging-structure caches.
+        assert_eq!(f.tr(VA, Access::Read), Ok(0x30000));
+        f.mmu.write_cr3(f.cr3.as_u64()).unwrap();
+        f.mmu.reset_stats();
+        let step = |f: &mut Fix, va: u64, access: Access, want: Stats| {
+            let before = f.mmu.stats();
+            let r = f.tr(va, access);
+            let after = f.mmu.stats();
+            let d = PscStats {
+                pde_hits: after.psc.pde_hits - before.psc.pde_hits,
+                pdpte_hits: after.psc.pdpte_hits - before.psc.pdpte_hits,
+                pml4_hits: after.psc.pml4_hits - before.psc.pml4_hits,
+                pde_fills: after.psc.pde_fills - before.psc.pde_fills,
+                pdpte_fills: after.psc.pdpte_fills - before.psc.pdpte_fills,
+                pml4_fills: after.psc.pml4_fills - before.psc.pml4_fills,
+            };
+            let got = (
+                after.hits - before.hits,
+                after.misses - before.misses,
+                after.fills - before.fills,
+                after.faults - before.faults,
+                d,
+            );
+            let want = (want.hits, want.misses, want.fills, want.faults, want.psc);
+            assert_eq!(got, want, "psc {psc}: {va:#x} {access:?} -> {r:?}");
+        };
+        let miss = |fills, faults, psc_stats: PscStats| Stats {
+            misses: 1,
+            fills,
+            faults,
+            psc: if psc { psc_stats } else { PscStats::default() },
+            ..Stats::default()
+        };
+        let z = PscStats::default();
+        // The caches are empty: the read-only walk from CR3 fills all three.
+        let all_fills = PscStats { pml4_fills: 1, pdpte_fills: 1, pde_fills: 1, ..z };
+        step(&mut f, VA + (1 << 12), Access::Read, miss(1, 0, all_fills));
+        // A PDE-cache hit.
+        step(&mut f, VA + (2 << 12), Access::Read, miss(1, 0, PscStats { pde_hits: 1, ..z }));
+        // The common miss: a PDPTE-cache hit that fills the PDE cache.
+        let common = PscStats { pdpte_hits: 1, pde_fills: 1, ..z };
+        step(&mut f, VA + (1 << 21), Access::Read, miss(1, 0, common));
+        // A 2 MiB page from the PDPTE cache: nothing for the PDE cache.
+        step(&mut f, VA + (2 << 21) + 8, Access::Read, miss(1, 0, PscStats { pdpte_hits: 1, ..z }));
+        // A PDE not present: the read-only walk and then pgtable's walk
+        // from the PDPTE cache, which faults; nothing filled.
+        step(&mut f, VA + (3 << 21), Access::Read, miss(0, 1, PscStats { pdpte_hits: 2, ..z }));
+        // The first write to a clean page: the read-only walk from the PDE
+        // cache cannot set D; the full walk from there does, and fills.
+        step(&mut f, VA + (4 << 12), Access::Write, miss(1, 0, PscStats { pde_hits: 2, ..z }));
+        // A hit moves the hit counter alone.
+        step(&mut f, VA + (4 << 12), Access::Write, Stats { hits: 1, ..Stats::default() });
+        // A write to a page cached from a read (its entry was installed
+        // with D set: a hit) and a fetch, denied by nothing here.
+        step(&mut f, VA + (3 << 12), Access::Read, miss(1, 0, PscStats { pde_hits: 1, ..z }));
+        step(&mut f, VA + (3 << 12), Access::Write, Stats { hits: 1, ..Stats::default() });
+        // After reset_stats every counter is zero again.
+        f.mmu.reset_stats();
+        assert_eq!(f.mmu.stats(), Stats::default());
+    }
 }
 
 #[test]

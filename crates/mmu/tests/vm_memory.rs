@@ -194,7 +194,7 @@ fn bytes_by_virtual_address_through_iommu_memory() {
 
     // The MMU's TLB served the repeats: two walks (one per page), the
     // rest hits.
-    let stats = *virt.iommu().lock().stats();
+    let stats = virt.iommu().lock().stats();
     assert_eq!(stats.fills, 2, "{stats:?}");
     assert!(stats.hits >= 4, "{stats:?}");
     assert!(virt.check_range(GuestAddress(VA), 0x2000, vm_memory::Permissions::ReadWrite));
