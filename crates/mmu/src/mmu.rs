@@ -943,6 +943,9 @@ pub struct Mmu<const FIRST: usize = L1_SLOTS> {
     /// with `rsvd`, so that the walk derives its other masks from one
     /// loaded value).
     quick_must: u64,
+    /// `quick_must` | PS: the common walk's test of its PDE, which a 2 MiB
+    /// page fails too (it then tests PS).
+    quick_must_ps: u64,
     /// XD (bit 63) when EFER.NXE=1, else 0; G (bit 8) when CR4.PGE=1,
     /// else 0: the fill's masks for those bits.
     nx_mask: u64,
@@ -1075,6 +1078,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
             cpu: CpuState::default(),
             rsvd: 0,
             quick_must: P_A,
+            quick_must_ps: P_A | EntryFlags::PS.bits(),
             nx_mask: 0,
             g_mask: 0,
             not_long_paging: 1,
@@ -1120,6 +1124,7 @@ impl<const FIRST: usize> Mmu<FIRST> {
         // Functions of EFER.NXE and CR4.PGE alone, not of the mode.
         self.rsvd = pgtable::entry::cpu_reserved_mask(self.config.maxphyaddr, self.policy.nxe);
         self.quick_must = P_A | self.rsvd;
+        self.quick_must_ps = self.quick_must | EntryFlags::PS.bits();
         self.nx_mask = if self.policy.nxe { EntryFlags::NX.bits() } else { 0 };
         self.g_mask = if self.regs.cr4 & CR4_PGE != 0 { EntryFlags::GLOBAL.bits() } else { 0 };
         let modes = [Mode::User, Mode::SupervisorSmap, Mode::Supervisor];
@@ -1862,19 +1867,25 @@ impl<const FIRST: usize> Mmu<FIRST> {
             let e4 = quick_entry(mem, cr3 & ADDR_MASK, va, Level::Pml4, must4)?;
             let e3 = quick_read(mem, e4 & ADDR_MASK, va, Level::Pdpt)?;
             let (mut all, mut any) = (e4 & e3, e4 | e3);
-            if e3 & PS != 0 {
+            // A table entry passes one test (P, A, reserved bits, PS
+            // clear); a large page fails it, and is tested for after it.
+            if quick_ok(e3, must4).is_none() {
+                if e3 & PS == 0 {
+                    return None;
+                }
                 quick_ok(e3, must | LARGE_1G)?;
                 return Some(self.quick_leaf(va, all, any, e3, (1 << 30) - 1));
             }
-            quick_ok(e3, must)?;
             let e2 = quick_read(mem, e3 & ADDR_MASK, va, Level::Pd)?;
             all &= e2;
             any |= e2;
-            if e2 & PS != 0 {
+            if quick_ok(e2, must4).is_none() {
+                if e2 & PS == 0 {
+                    return None;
+                }
                 quick_ok(e2, must | LARGE_2M)?;
                 return Some(self.quick_leaf(va, all, any, e2, (1 << 21) - 1));
             }
-            quick_ok(e2, must)?;
             let e1 = quick_entry(mem, e2 & ADDR_MASK, va, Level::Pt, must)?;
             return Some(self.quick_leaf(va, all & e1, any | e1, e1, PAGE_SIZE - 1));
         }
@@ -1907,14 +1918,16 @@ impl<const FIRST: usize> Mmu<FIRST> {
                 self.quick_other_pdpte();
                 return None;
             };
-            if e2 & PS != 0 {
+            // One test for a table entry present, accessed and without
+            // reserved bits; a 2 MiB page fails it too, and is tested for
+            // after it.
+            if quick_ok(e2, self.quick_must_ps).is_none() {
                 self.quick_other_pdpte();
+                if e2 & PS == 0 {
+                    return None;
+                }
                 quick_ok(e2, must | LARGE_2M)?;
                 return Some(self.quick_leaf(va, w3 & e2, w3 | e2, e2, (1 << 21) - 1));
-            }
-            if quick_ok(e2, must).is_none() {
-                self.quick_other_pdpte();
-                return None;
             }
             let w = psc_word(w3, e2);
             *s2 = [t2 | self.psc_poison[PSC_PDE], w];
