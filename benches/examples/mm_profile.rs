@@ -45,8 +45,9 @@ fn cpu() -> std::time::Duration {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mode = args.get(1).map_or("write", String::as_str);
-    let pages: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20_000);
-    let rounds: u32 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1);
+    // At least one page and one round (the figure is per page).
+    let pages: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20_000).max(1);
+    let rounds: u32 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1).max(1);
     let mut m = Machine::new(
         MachineConfig::new(Era::V6_18)
             .memory((2 * pages + 8192) * 4096)
