@@ -65,7 +65,7 @@ fn main() {
     // each k-th part of every round (which part of a round costs what).
     let parts: u64 =
         std::env::var("MM_PROFILE_PARTS").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let part = if parts > 0 { pages.div_ceil(parts).max(1) } else { 0 };
+    let part = if parts > 0 { pages.div_ceil(parts) } else { 0 };
     let mut timed = std::time::Duration::ZERO;
     for _ in 0..rounds {
         let p = m.spawn().expect("spawn");
