@@ -178,21 +178,60 @@ impl PhysAddr {
         self.0 & 0xfff
     }
 
-    /// The address with `offset`'s bits 11:0 ORed into bits 11:0: for a
-    /// 4 KiB-aligned address, the byte `offset % 4096` of its frame. The
-    /// result never leaves the 52-bit range, so it needs no check and no
-    /// truncation (a TLB's hit path builds its answer with it).
-    #[inline]
-    pub const fn or_frame_offset(self, offset: u64) -> Self {
-        Self(self.0 | (offset & 0xfff))
-    }
-
     /// `self + bytes`, if the sum stays below 2^52.
     pub const fn checked_add(self, bytes: u64) -> Option<Self> {
         match self.0.checked_add(bytes) {
             Some(raw) if raw >> MAX_PHYS_ADDR_BITS == 0 => Some(Self(raw)),
             _ => None,
         }
+    }
+}
+
+/// A 4 KiB frame and the virtual page that maps it, kept as one word
+/// (their XOR), so that a translation cache answers for any byte of that
+/// page with one operation: [`FrameKey::phys`] XORs the byte's virtual
+/// address in, which takes the page bits out and puts the page offset in.
+/// (QEMU's TLB keeps an addend for the same reason; an XOR needs neither
+/// masking nor a carry.)
+///
+/// ```
+/// use ptemu_pgtable::{FrameKey, PhysAddr};
+/// let key = FrameKey::new(PhysAddr::new(0x9000)?, 0x7f00_0000_1000);
+/// assert_eq!(key.phys(0x7f00_0000_1abc).as_u64(), 0x9abc);
+/// assert_eq!(key.frame(0x7f00_0000_1000).as_u64(), 0x9000);
+/// # Ok::<(), ptemu_pgtable::AddrError>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+#[repr(transparent)]
+pub struct FrameKey(u64);
+
+impl FrameKey {
+    /// The key of `frame` mapped at the virtual page `page`; the low 12
+    /// bits of both are ignored.
+    #[inline]
+    pub const fn new(frame: PhysAddr, page: u64) -> Self {
+        Self((frame.0 ^ page) & !0xfff)
+    }
+
+    /// The physical address of `va`, which must be a byte of the key's
+    /// virtual page: the frame with `va`'s offset in bits 11:0.
+    ///
+    /// The caller has checked that `va` lies in that page, as a TLB compares
+    /// page numbers before it reads the key. For an address in another page
+    /// the answer is some other address, possibly not even below 2^52
+    /// (debug builds panic then; nothing is accessed, and every memory
+    /// access checks its own range).
+    #[inline]
+    pub const fn phys(self, va: u64) -> PhysAddr {
+        let raw = self.0 ^ va;
+        debug_assert!(raw >> MAX_PHYS_ADDR_BITS == 0, "FrameKey::phys of a byte outside its page");
+        PhysAddr(raw)
+    }
+
+    /// The frame itself, given its virtual page (any byte of it).
+    #[inline]
+    pub const fn frame(self, page: u64) -> PhysAddr {
+        self.phys(page & !0xfff)
     }
 }
 
@@ -290,12 +329,52 @@ mod tests {
     }
 
     #[test]
-    fn or_frame_offset() {
+    fn frame_key() {
+        // Vectors from the definition: the frame's address with the byte's
+        // offset in bits 11:0, whatever the page's upper bits.
+        let low = FrameKey::new(PhysAddr::new(0x9000).unwrap(), 0x7f00_0000_1000);
+        assert_eq!(low.phys(0x7f00_0000_1000).as_u64(), 0x9000);
+        assert_eq!(low.phys(0x7f00_0000_1005).as_u64(), 0x9005);
+        assert_eq!(low.phys(0x7f00_0000_1fff).as_u64(), 0x9fff);
+        assert_eq!(low.frame(0x7f00_0000_1abc).as_u64(), 0x9000);
+        // The highest frame under 2^52 at the highest kernel page.
         let top = PhysAddr::new(((1 << 52) - 1) & !0xfff).unwrap();
-        // Only bits 11:0 of the offset reach the address.
-        assert_eq!(top.or_frame_offset(u64::MAX).as_u64(), (1 << 52) - 1);
-        assert_eq!(top.or_frame_offset(0x7f00_0000_1abc).as_u64(), top.as_u64() | 0xabc);
-        assert_eq!(Pfn(9).addr().or_frame_offset(0x1005).as_u64(), 0x9005);
-        assert_eq!(PhysAddr::new(0x9000).unwrap().or_frame_offset(0).as_u64(), 0x9000);
+        let high = FrameKey::new(top, 0xffff_ffff_ffff_f000);
+        assert_eq!(high.phys(u64::MAX).as_u64(), (1 << 52) - 1);
+        assert_eq!(high.phys(0xffff_ffff_ffff_f123).as_u64(), top.as_u64() | 0x123);
+        // The low 12 bits given to `new` are ignored.
+        assert_eq!(FrameKey::new(PhysAddr::new(0x9abc).unwrap(), 0x7f00_0000_1def), low);
+        assert_eq!(FrameKey::default().phys(0x123).as_u64(), 0x123);
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Every byte of every canonical page, under any frame: the
+            /// key's answer is the frame with the byte's offset, as
+            /// computed from the definition by masking and ORing.
+            #[test]
+            fn frame_key_answers_every_byte(
+                pfn in 0u64..(1 << 40),
+                vpn in 0u64..(1 << 36),
+                offset in 0u64..4096,
+            ) {
+                let frame = PhysAddr::new(pfn << 12).unwrap();
+                let page = VirtAddr::new_truncate(vpn << 12).as_u64();
+                let key = FrameKey::new(frame, page);
+                prop_assert_eq!(key.phys(page | offset).as_u64(), (pfn << 12) | offset);
+                prop_assert_eq!(key.frame(page | offset), frame);
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "outside its page")]
+    #[cfg(debug_assertions)]
+    fn frame_key_outside_its_page() {
+        let key = FrameKey::new(PhysAddr::new(0x9000).unwrap(), 0x7f00_0000_1000);
+        let _ = key.phys(0xffff_8000_0000_0000);
     }
 }

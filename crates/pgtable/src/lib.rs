@@ -6,7 +6,8 @@
 //! and Accessed/Dirty updates, and a range mapper driven by one generic walker.
 //!
 //! Where things are:
-//! - [`addr`]: `VirtAddr` (canonical), `PhysAddr`, `Pfn`, per-level indices.
+//! - [`addr`]: `VirtAddr` (canonical), `PhysAddr`, `Pfn`, per-level indices,
+//!   `FrameKey` (a frame XOR its virtual page: a TLB's answer in one word).
 //! - [`entry`]: [`EntryFlags`] (every bit), frame masks, reserved bits per
 //!   level and MAXPHYADDR.
 //! - [`entry_kind`]: [`decode`] / [`encode`] — the one place that decides
@@ -87,7 +88,7 @@ pub mod mem;
 pub mod range_walk;
 pub mod walk;
 
-pub use addr::{ENTRIES_PER_TABLE, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
+pub use addr::{ENTRIES_PER_TABLE, FrameKey, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, VirtAddr};
 pub use entry::{EntryFlags, USER_TABLE_FLAGS};
 pub use entry_kind::{
     EntryFormat, EntryKind, PresentEntry, ProtNoneEntry, SwapPte, decode, encode, encode_swap,
