@@ -23,6 +23,15 @@
 //! access. On a shared machine the fastest run is the one least disturbed
 //! by other processes, so the ratio of the minima is the figure load
 //! distorts least.
+//!
+//! `race R [N]`: the miss loop of the `mmu` bench (`miss_4k/ptemu`, the
+//! default caches) and pgtable's walk over the same addresses
+//! (`translate_4k_random/ptemu_walk`), both in the bench's tight loop, N
+//! translations per run (default 2^20), R runs each, interleaved; prints
+//! the fastest and the median run of each and the median of the R
+//! per-pair ratios. Each pair runs within milliseconds, so a drift of the
+//! host (which moves this VM's memory-bound figures by 10-20 % between
+//! criterion runs) weighs on both sides of a pair alike.
 #![allow(missing_docs)]
 use mmu::{Config, Mmu, Regs};
 use pgtable::{
@@ -85,6 +94,57 @@ fn best(mut mmu: Mmu, mem: &mut FrameMem, runs: usize, iters: usize) {
     println!("ratio of the minima: {:.2}", a / b);
 }
 
+/// The `miss_4k/ptemu` and `ptemu_walk` loops, interleaved (see the
+/// module docs).
+fn race(mut mmu: Mmu, mem: &mut FrameMem, root: PhysAddr, runs: usize, iters: usize) {
+    let random: Vec<u64> =
+        random_addresses(1 << 20, 0x7a1b_2c3d).iter().map(|v| v.as_u64()).collect();
+    let mask = random.len() - 1;
+    let cpu = CpuState::default();
+    let n = iters as f64;
+    let timed = |f: &mut dyn FnMut(u64) -> u64| {
+        let start = Instant::now();
+        let mut sum = 0u64;
+        for k in 0..iters {
+            sum = sum.wrapping_add(f(random[k & mask]));
+        }
+        black_box(sum);
+        start.elapsed().as_nanos() as f64 / n
+    };
+    let (mut miss, mut walk, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let m = timed(&mut |va| match mmu.translate(mem, va, Access::Read) {
+            Ok(pa) => pa.as_u64(),
+            Err(_) => u64::MAX,
+        });
+        let w = timed(&mut |va| match translate(
+            &mut *mem,
+            root,
+            VirtAddr::new_truncate(va),
+            Access::Read,
+            &cpu,
+        ) {
+            Ok(t) => t.pa.as_u64(),
+            Err(_) => u64::MAX,
+        });
+        miss.push(m);
+        walk.push(w);
+        ratio.push(m / w);
+    }
+    summary("miss_4k/ptemu", miss);
+    summary("ptemu_walk", walk);
+    ratio.sort_by(f64::total_cmp);
+    let r = &ratio;
+    println!(
+        "miss / walk per pair: median {:.3}, quartiles {:.3}-{:.3}, range {:.3}-{:.3}",
+        r[r.len() / 2],
+        r[r.len() / 4],
+        r[r.len() * 3 / 4],
+        r[0],
+        r[r.len() - 1]
+    );
+}
+
 /// Translations of `iters` random addresses over 1024 pages.
 fn wide<const F: usize>(
     mut mmu: Mmu<F>,
@@ -121,6 +181,10 @@ fn main() {
     if which == "best" {
         let per_run = std::env::args().nth(3).map(|v| v.parse().unwrap()).unwrap_or(1 << 24);
         return best(mmu, &mut mem, iters, per_run);
+    }
+    if which == "race" {
+        let per_run = std::env::args().nth(3).map(|v| v.parse().unwrap()).unwrap_or(1 << 20);
+        return race(mmu, &mut mem, root, iters, per_run);
     }
     let mask = (1 << 20) - 1;
     let t = std::time::Instant::now();
