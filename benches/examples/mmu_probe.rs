@@ -228,7 +228,7 @@ fn main() {
             );
         }
         "walk" => {
-            let cpu = CpuState::default();
+            let cpu = black_box(CpuState::default());
             for i in 0..iters {
                 black_box(
                     translate(
